@@ -1,0 +1,34 @@
+# One-command setup: every target that needs the environment depends on .venv/.installed.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip
+TORCH   ?= torch==2.13.0
+
+.PHONY: setup run test lint bench clean
+
+setup: $(VENV)/.installed
+
+# torch goes in first and explicitly: a plain `torch` requirement resolves to a CUDA build here.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "$(TORCH)"
+	$(PIP) install --quiet -e '.[dev]'
+	touch $@
+
+run: setup
+	@if [ -f ps/cli.py ]; then $(VENV)/bin/psctl run examples/digits.yaml --output runs/digits; \
+	else echo "make run: the training runtime (psctl run) is not built yet; see the open issues." >&2; exit 2; fi
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup lint
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/optim.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,21 @@
+"""Domain errors. Only ps/api maps them to gRPC codes and only ps/cli to exit codes."""
+
+from __future__ import annotations
+
+
+class PSError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class SpecError(PSError, ValueError):
+    """A job-spec value (or an optimizer hyperparameter) is invalid.
+
+    Attributes:
+        path: dotted location of the offending key, e.g. ``optimizer.betas``.
+        message: what is wrong, including the value and the allowed range or choices.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}" if path else message)
