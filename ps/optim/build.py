@@ -31,8 +31,13 @@ L1_MODES = ("subgradient", "proximal")
 _REGULARIZATION = (Hyper("l2", 0.0, non_negative), Hyper("l1", 0.0, non_negative))
 
 
-def resolve_optimizer(cfg: Mapping[str, Any], total_steps: int | None = None) -> dict[str, Any]:
+def resolve_optimizer(
+    cfg: Mapping[str, Any], total_steps: int | None = None, defer_t_max: bool = False
+) -> dict[str, Any]:
     """Check the ``optimizer:`` section and return it with every default filled in.
+
+    ``defer_t_max`` leaves a schedule's missing ``t_max`` as ``None`` for :func:`build` to fill
+    from the job's total steps (used when a spec is validated before its data is loaded).
 
     Raises:
         SpecError: naming the key path, the value and the allowed range or choices.
@@ -45,7 +50,7 @@ def resolve_optimizer(cfg: Mapping[str, Any], total_steps: int | None = None) ->
         )
     rule = RULES[name]
     lr = check("optimizer.lr", Hyper("lr", None, positive), cfg.pop("lr", rule.lr_default))
-    schedule = resolve_schedule(cfg.pop("schedule", None), total_steps)
+    schedule = resolve_schedule(cfg.pop("schedule", None), total_steps, defer_t_max=defer_t_max)
     clip = cfg.pop("clip_grad_norm", None)
     if clip is not None:
         clip = check("optimizer.clip_grad_norm", Hyper("clip_grad_norm", None, positive), clip)

@@ -51,9 +51,15 @@ SCHEDULE_TYPES = tuple(_KEYS)
 
 
 def resolve_schedule(
-    cfg: Mapping[str, Any] | None, total_steps: int | None, path: str = "optimizer.schedule"
+    cfg: Mapping[str, Any] | None,
+    total_steps: int | None,
+    path: str = "optimizer.schedule",
+    defer_t_max: bool = False,
 ) -> dict[str, Any]:
     """Check a schedule section and fill its defaults (``t_max`` from ``total_steps``).
+
+    With ``defer_t_max`` a missing ``t_max`` stays ``None`` ("the job's total steps", known only
+    once the data is loaded) instead of being an error.
 
     Raises:
         SpecError: unknown type or key, a missing required key, or a value out of range.
@@ -70,14 +76,14 @@ def resolve_schedule(
     for h in _KEYS[kind]:
         if h.name in cfg and cfg[h.name] is not None:
             out[h.name] = check(f"{path}.{h.name}", h, cfg[h.name])
-        elif h.name == "t_max" and total_steps:
+        elif h.name == "t_max" and (total_steps or defer_t_max):
             out[h.name] = total_steps
         elif h.default is None:
             hint = " (or a training budget to derive it from)" if h.name == "t_max" else ""
             raise SpecError(f"{path}.{h.name}", f"required for schedule {kind!r}{hint}")
         else:
             out[h.name] = h.default
-    if kind == "warmup_cosine" and out["warmup_steps"] >= out["t_max"]:
+    if kind == "warmup_cosine" and out["t_max"] and out["warmup_steps"] >= out["t_max"]:
         raise SpecError(
             f"{path}.warmup_steps",
             f"must be < t_max ({out['warmup_steps']} >= {out['t_max']})",

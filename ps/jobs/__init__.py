@@ -1,0 +1,1 @@
+"""Jobs: the per-job supervisor actor, the runner that drives one job, and (later) the manager."""

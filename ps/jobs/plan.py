@@ -1,0 +1,54 @@
+"""The numbers of a job that follow from its spec and its data size (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ps.spec import JobSpec
+from workers.data import batches_per_epoch, shard_bounds
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """Step accounting for one job.
+
+    A *step* is a parameter-server update (a version). In sync mode one step consumes one
+    minibatch from every worker; in async and ssp each worker's push is a step.
+
+    Attributes:
+        batches: minibatches per epoch of each worker.
+        steps_per_epoch: updates per pass over the training split.
+        worker_budget: steps (clock ticks) each worker may take.
+        total_steps: updates the job will make (epochs × steps_per_epoch, capped by max_steps).
+        eval_every: updates between evaluations.
+        worker_bounds: each worker's [lo, hi) rows of the training split.
+    """
+
+    batches: int
+    steps_per_epoch: int
+    worker_budget: int
+    total_steps: int
+    eval_every: int
+    worker_bounds: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def make(cls, spec: JobSpec, n_train: int) -> JobPlan:
+        t = spec.training
+        if n_train < t.workers:
+            raise ValueError(f"{n_train} training rows cannot be shared by {t.workers} workers")
+        batches = batches_per_epoch(n_train, t.workers, t.batch_size)
+        per_epoch = batches if t.mode == "sync" else batches * t.workers
+        total = per_epoch * t.epochs
+        if t.max_steps is not None:
+            total = min(total, t.max_steps)
+        return cls(
+            batches=batches,
+            steps_per_epoch=per_epoch,
+            worker_budget=batches * t.epochs,
+            total_steps=total,
+            eval_every=t.eval_every_steps or per_epoch,
+            worker_bounds=tuple(shard_bounds(n_train, t.workers)),
+        )
+
+    def epoch_at(self, step: int) -> float:
+        return step / self.steps_per_epoch

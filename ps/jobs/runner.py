@@ -1,0 +1,134 @@
+"""Run one job from this process: connect to (or start) Ray, start the supervisor, stream events.
+
+Used by ``psctl run``. The embedded local Ray is started explicitly (``address="local"``): a bare
+``ray.init()`` would attach to whatever ``ray start`` cluster runs on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from ps.errors import PSError
+from ps.jobs.supervisor import JobSupervisor, actor_name, prepare
+from ps.spec import JobSpec
+
+
+class ResourceError(PSError):
+    """The job asks for more than the Ray cluster has."""
+
+
+class JobFailed(PSError):
+    """The job started but did not succeed."""
+
+
+@contextlib.contextmanager
+def ray_session(
+    address: str | None = None, num_cpus: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Use the running Ray, connect to ``address`` (or ``RAY_ADDRESS``), or start a local one.
+
+    Only what this function started is shut down on exit.
+    """
+    if ray.is_initialized():
+        yield ray.cluster_resources()
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    else:
+        ray.init(
+            address="local",
+            num_cpus=num_cpus or os.cpu_count(),
+            include_dashboard=False,
+            logging_level="WARNING",
+            log_to_driver=False,
+        )
+    try:
+        yield ray.cluster_resources()
+    finally:
+        ray.shutdown()
+
+
+def required_resources(spec: JobSpec) -> dict[str, float]:
+    """What a job's actors ask Ray for in total."""
+    t, p = spec.training, spec.ps
+    return {
+        "CPU": t.workers * t.worker_resources.num_cpus + p.shards * p.resources.num_cpus,
+        "GPU": t.workers * t.worker_resources.num_gpus + p.shards * p.resources.num_gpus,
+    }
+
+
+def check_fits(spec: JobSpec, cluster: dict[str, float]) -> None:
+    """Raise :class:`ResourceError` if the job can never fit on ``cluster``."""
+    for kind, need in required_resources(spec).items():
+        have = cluster.get(kind, 0.0)
+        if need > have:
+            raise ResourceError(
+                f"the job needs {need:g} {kind} (training.workers × worker_resources + ps.shards × "
+                f"ps.resources) but the Ray cluster has {have:g}"
+            )
+
+
+def absolute_paths(spec: JobSpec, base: Path) -> JobSpec:
+    """The spec with relative file paths made absolute against ``base`` (actors run elsewhere)."""
+    data, model = spec.data, spec.model
+    if data.is_file and not Path(data.source).is_absolute():
+        data = data.model_copy(update={"source": str((base / data.source).resolve())})
+    if model.init_from and not Path(model.init_from).is_absolute():
+        model = model.model_copy(update={"init_from": str((base / model.init_from).resolve())})
+    return spec.model_copy(update={"data": data, "model": model})
+
+
+def run_job(
+    spec: JobSpec,
+    output: Path,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    job_id: str | None = None,
+) -> dict[str, Any]:
+    """Run ``spec`` to completion on the connected Ray cluster and return its result.
+
+    Every data-dependent check runs here, before any actor starts.
+
+    Raises:
+        SpecError: invalid data or model for the data.
+        ResourceError: the job can never fit on the cluster.
+        JobFailed: an actor failed during training.
+    """
+    spec = absolute_paths(spec, Path.cwd())
+    prepare(spec)
+    check_fits(spec, ray.cluster_resources())
+    job_id = job_id or f"run-{uuid.uuid4().hex[:8]}"
+    supervisor = (
+        ray.remote(JobSupervisor)
+        .options(name=actor_name(job_id, "supervisor"), num_cpus=0, max_concurrency=1000)
+        .remote(job_id, spec.to_dict(), str(output.resolve()))
+    )
+    done_ref = supervisor.run.remote()
+    cursor = 0
+    try:
+        while True:
+            events, cursor, done = ray.get(supervisor.poll.remote(cursor, 0.5))
+            for event in events:
+                if on_event:
+                    on_event(event)
+            if done:
+                break
+        try:
+            return ray.get(done_ref)
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if isinstance(exc.cause, Exception) else exc
+            if isinstance(cause, PSError):
+                raise cause from None
+            raise JobFailed(f"job {job_id} failed: {cause}") from None
+        except ray.exceptions.RayActorError as exc:
+            raise JobFailed(f"job {job_id} failed: its supervisor died ({exc})") from None
+    finally:
+        with contextlib.suppress(Exception):
+            ray.kill(supervisor)

@@ -1,0 +1,434 @@
+"""The job supervisor: one Ray actor per job, the only thing that knows the whole job.
+
+It loads the data, builds the initial model, creates the shard and worker actors, evaluates the
+parameters at fixed versions, applies early stopping, writes checkpoints and the run directory,
+streams events to whoever drives the job, and tears every actor down at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from ps.errors import PSError, SpecError
+from ps.jobs.plan import JobPlan
+from ps.server.checkpoint import write_checkpoint
+from ps.server.plan import shard_plan
+from ps.server.shard import ParameterShard
+from ps.spec import JobSpec, parse_spec
+from workers.data import Dataset, load_dataset, resolve_path
+from workers.evaluation import evaluate
+from workers.flat import FlatModel
+from workers.models import build_network, read_export, save_model
+from workers.worker import Worker
+
+TRAIN_EVAL_ROWS = 20_000  # the training-loss curve is measured on at most this many rows
+PROGRESS_EVERY_S = 0.25
+
+
+class JobCancelled(PSError):
+    pass
+
+
+def actor_name(job_id: str, role: str, index: int | None = None) -> str:
+    """Every actor of a job is named after it, so it can be found (and re-attached) by name."""
+    return f"ps:{job_id}:{role}" + ("" if index is None else f":{index}")
+
+
+def prepare(spec: JobSpec, data_root: Path | None = None) -> tuple[Dataset, torch.nn.Sequential]:
+    """Load the data and build the seeded initial network: every data-dependent check.
+
+    Raises:
+        SpecError: missing file or column, targets that do not fit the loss, wrong output
+            units, an ``init_from`` model of another shape.
+    """
+    data = load_dataset(spec.data, spec.model.loss, spec.seed, data_root)
+    torch.manual_seed(spec.seed)
+    net = build_network(spec.model, data.n_features, data.n_outputs)
+    if spec.model.init_from:
+        path = resolve_path(spec.model.init_from, data_root, "model.init_from")
+        try:
+            net.load_state_dict(read_export(path)["state_dict"])
+        except (ValueError, RuntimeError, KeyError) as exc:
+            raise SpecError("model.init_from", f"cannot warm-start from {path}: {exc}") from None
+    JobPlan.make(spec, len(data.x_train))
+    return data, net
+
+
+class JobSupervisor:
+    """Runs one job to the end. Created with ``ray.remote(JobSupervisor)`` (an asyncio actor).
+
+    Args:
+        job_id: the job's id.
+        spec: the validated spec as a dict.
+        run_dir: where model.pt, spec.yaml, result.json, metrics.jsonl and checkpoints/ go.
+        data_root: relative data paths resolve inside it (None: as given).
+    """
+
+    def __init__(
+        self, job_id: str, spec: dict[str, Any], run_dir: str, data_root: str | None = None
+    ):
+        torch.set_num_threads(1)
+        self.job_id = job_id
+        self.spec = parse_spec(spec)
+        self.run_dir = Path(run_dir)
+        self.data_root = Path(data_root) if data_root else None
+        self.events: list[dict[str, Any]] = []
+        self._new_event: asyncio.Condition | None = None
+        self.shards: list = []
+        self.workers: list = []
+        self.done = False
+        self.cancelled = False
+        self._reports: dict[int, dict[str, Any]] = {}
+        self._samples = 0
+        self._last_progress = 0.0
+        self._started = time.monotonic()
+        self._metrics_file = None
+
+    # -- events ------------------------------------------------------------------------------
+    def _cond(self) -> asyncio.Condition:
+        if self._new_event is None:
+            self._new_event = asyncio.Condition()
+        return self._new_event
+
+    async def _emit(self, event: dict[str, Any]) -> None:
+        event = {"time": time.time(), "job_id": self.job_id, **event}
+        self.events.append(event)
+        if self._metrics_file and event["type"] in ("progress", "evaluation"):
+            self._metrics_file.write(json.dumps(event) + "\n")
+            self._metrics_file.flush()
+        cond = self._cond()
+        async with cond:
+            cond.notify_all()
+
+    async def poll(
+        self, cursor: int, timeout: float = 1.0
+    ) -> tuple[list[dict[str, Any]], int, bool]:
+        """Events from ``cursor`` on, waiting up to ``timeout`` s for one; (events, cursor, done)."""
+        cond = self._cond()
+        async with cond:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    cond.wait_for(lambda: len(self.events) > cursor or self.done), timeout
+                )
+        return self.events[cursor:], len(self.events), self.done
+
+    async def report(self, report: dict[str, Any]) -> None:
+        """Progress from a worker (fire and forget)."""
+        self._reports[report["worker"]] = report
+        self._samples += report["samples"]
+        now = time.monotonic()
+        if now - self._last_progress < PROGRESS_EVERY_S:
+            return
+        self._last_progress = now
+        clocks = [r["clock"] for r in self._reports.values()]
+        sync = self.spec.training.mode == "sync"
+        step = min(clocks) if sync else sum(clocks)
+        losses = [r["loss"] for r in self._reports.values()]
+        elapsed = now - self._started
+        await self._emit(
+            {
+                "type": "progress",
+                "step": step,
+                "epoch": step / self.plan.steps_per_epoch,
+                "total_steps": self.plan.total_steps,
+                "train_loss": float(np.mean(losses)),
+                "samples": self._samples,
+                "samples_per_s": self._samples / elapsed if elapsed > 0 else 0.0,
+                "grad_norm": report.get("grad_norm"),
+                "layer_grad_norms": report.get("layer_grad_norms"),
+            }
+        )
+
+    # -- the job -----------------------------------------------------------------------------
+    async def cancel(self) -> None:
+        self.cancelled = True
+        await asyncio.gather(*[s.stop.remote() for s in self.shards], return_exceptions=True)
+
+    async def run(self) -> dict[str, Any]:
+        """Train to the end; returns the result (also written to result.json)."""
+        try:
+            return await self._run()
+        finally:
+            self._teardown()
+            self.done = True
+            cond = self._cond()
+            async with cond:
+                cond.notify_all()
+
+    def _teardown(self) -> None:
+        for actor in self.workers + self.shards:
+            ray.kill(actor, no_restart=True)
+        self.workers, self.shards = [], []
+        if self._metrics_file:
+            self._metrics_file.close()
+            self._metrics_file = None
+
+    async def _run(self) -> dict[str, Any]:
+        spec, t = self.spec, self.spec.training
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "spec.yaml").write_text(spec.to_yaml())
+        self._metrics_file = (self.run_dir / "metrics.jsonl").open("w")
+        await self._emit({"type": "state", "state": "STARTING"})
+
+        data, net = prepare(spec, self.data_root)
+        self.data = data
+        flat = FlatModel(net)
+        self.net, self.flat = net, flat
+        self.plan = plan = JobPlan.make(spec, len(data.x_train))
+        bounds = shard_plan(flat.params.numel(), spec.ps.shards)
+        init = flat.params.numpy().copy()
+
+        ps_res = spec.ps.resources
+        shard_cls = ray.remote(ParameterShard)
+        self.shards = [
+            shard_cls.options(
+                name=actor_name(self.job_id, "shard", i),
+                num_cpus=ps_res.num_cpus,
+                num_gpus=ps_res.num_gpus,
+                max_concurrency=1000,
+            ).remote(
+                num_threads=max(1, int(ps_res.num_cpus)),
+                index=i,
+                params=init[lo:hi],
+                optimizer=spec.optimizer,
+                regularization=spec.regularization,
+                total_steps=plan.total_steps,
+                mode=t.mode,
+                workers=t.workers,
+                staleness=t.staleness,
+                shards=len(bounds),
+                max_version=plan.total_steps,
+                snapshot_every=plan.eval_every,
+                checkpoint_every=spec.checkpoint.every_steps,
+            )
+            for i, (lo, hi) in enumerate(bounds)
+        ]
+        train_refs = [ray.put(data.x_train), ray.put(data.y_train)]
+        me = ray.get_runtime_context().current_actor
+        res = t.worker_resources
+        worker_cls = ray.remote(Worker)
+        self.workers = [
+            worker_cls.options(
+                name=actor_name(self.job_id, "worker", i),
+                num_cpus=res.num_cpus,
+                num_gpus=res.num_gpus,
+            ).remote(
+                index=i,
+                spec=spec.to_dict(),
+                train=train_refs,
+                bounds=plan.worker_bounds[i],
+                n_inputs=data.n_features,
+                n_outputs=data.n_outputs,
+                plan=bounds,
+                shards=self.shards,
+                supervisor=me,
+                batches=plan.batches,
+                budget=plan.worker_budget,
+                num_threads=max(1, int(res.num_cpus)),
+            )
+            for i in range(t.workers)
+        ]
+        await asyncio.gather(*[a.ping.remote() for a in self.shards + self.workers])
+        self._started = time.monotonic()
+        await self._emit(
+            {
+                "type": "state",
+                "state": "RUNNING",
+                "total_steps": plan.total_steps,
+                "steps_per_epoch": plan.steps_per_epoch,
+                "n_params": flat.params.numel(),
+            }
+        )
+        if plan.total_steps == 0:
+            for s in self.shards:
+                await s.stop.remote()
+
+        runs = [w.run.remote(0) for w in self.workers]
+        finished = asyncio.ensure_future(self._await_workers(runs))
+        stop_reason = await self._watch(plan)
+        worker_totals = await finished
+        if self.cancelled:
+            raise JobCancelled(f"job {self.job_id} was cancelled")
+        return await self._finish(stop_reason, worker_totals)
+
+    async def _await_workers(self, runs: list) -> list[dict[str, Any]]:
+        try:
+            return await asyncio.gather(*runs)
+        finally:
+            # Whatever happened, the shards stop: snapshots waited on resolve, pulls return.
+            await asyncio.gather(*[s.stop.remote() for s in self.shards], return_exceptions=True)
+
+    async def _watch(self, plan: JobPlan) -> str:
+        """Evaluate and checkpoint at their versions until training stops; returns why it did."""
+        every_ckpt = self.spec.checkpoint.every_steps
+        versions = sorted(
+            set(range(plan.eval_every, plan.total_steps + 1, plan.eval_every))
+            | set(range(every_ckpt, plan.total_steps + 1, every_ckpt))
+        )
+        es = self.spec.training.early_stopping
+        self.best: dict[str, Any] | None = None
+        self.history: list[dict[str, Any]] = []
+        bad_evals = 0
+        for v in versions:
+            snaps = await asyncio.gather(*[s.wait_snapshot.remote(v) for s in self.shards])
+            if any(s is None for s in snaps):
+                break
+            params = np.concatenate([s["params"] for s in snaps])
+            if v % plan.eval_every == 0:
+                ev = await self._evaluate(v, params, snaps[0]["lr"])
+                if es is not None:
+                    value = ev[_MONITOR[es.monitor]]
+                    better = self.best is None or _improves(value, self.best["value"], es)
+                    if better:
+                        self.best = {"step": v, "value": value, "params": params}
+                        bad_evals = 0
+                    else:
+                        bad_evals += 1
+                    if bad_evals >= es.patience:
+                        await asyncio.gather(*[s.stop.remote() for s in self.shards])
+                        if v % every_ckpt == 0:
+                            self._checkpoint(v, snaps)
+                        return "early_stopping"
+            if v % every_ckpt == 0:
+                self._checkpoint(v, snaps)
+        return "cancelled" if self.cancelled else "completed"
+
+    def _checkpoint(self, version: int, snaps: list[dict[str, Any]]) -> None:
+        shards = [
+            {
+                "version": s["version"],
+                "params": torch.from_numpy(s["params"]),
+                "optimizer": s["optimizer"],
+                "clocks": s["clocks"],
+                "last_seq": s["last_seq"],
+            }
+            for s in snaps
+        ]
+        meta = {
+            "job_id": self.job_id,
+            "best_step": self.best["step"] if self.best else None,
+            "best_value": self.best["value"] if self.best else None,
+            "evaluations": len(self.history),
+        }
+        write_checkpoint(
+            self.run_dir / "checkpoints", version, shards, meta, self.spec.checkpoint.keep
+        )
+
+    async def _evaluate(self, step: int, params: np.ndarray, lr: float) -> dict[str, Any]:
+        d, loss = self.data, self.spec.model.loss
+        np.copyto(self.flat.params.numpy(), params)
+        train = evaluate(self.net, d.x_train[:TRAIN_EVAL_ROWS], d.y_train[:TRAIN_EVAL_ROWS], loss)
+        val = evaluate(self.net, d.x_val, d.y_val, loss)
+        gap = None if val["loss"] is None else val["loss"] - train["loss"]
+        event = {
+            "type": "evaluation",
+            "step": step,
+            "epoch": self.plan.epoch_at(step),
+            "learning_rate": lr,
+            "train_loss": train["loss"],
+            "train_accuracy": train["accuracy"],
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
+            "generalization_gap": gap,
+            "elapsed_s": time.monotonic() - self._started,
+        }
+        self.history.append(event)
+        await self._emit(event)
+        return event
+
+    async def _finish(
+        self, stop_reason: str, worker_totals: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        finals = await asyncio.gather(*[s.final.remote() for s in self.shards])
+        stats = await asyncio.gather(*[s.stats.remote() for s in self.shards])
+        params = np.concatenate([f["params"] for f in finals])
+        version = finals[0]["version"]
+        if version < self.plan.total_steps and stop_reason == "completed":
+            stop_reason = "workers_finished"
+        if version == self.plan.total_steps and stop_reason == "completed":
+            stop_reason = "max_steps" if self.spec.training.max_steps == version else "epochs"
+        if not self.history or self.history[-1]["step"] != version:
+            await self._evaluate(version, params, stats[0]["lr"])
+        final_eval = self.history[-1]
+        exported_step = version
+        es = self.spec.training.early_stopping
+        if es is not None and es.restore_best and self.best is not None:
+            params, exported_step = self.best["params"], self.best["step"]
+        np.copyto(self.flat.params.numpy(), params)
+        d = self.data
+        test = evaluate(self.net, d.x_test, d.y_test, self.spec.model.loss)
+        train = evaluate(
+            self.net, d.x_train[:TRAIN_EVAL_ROWS], d.y_train[:TRAIN_EVAL_ROWS], self.spec.model.loss
+        )
+        val = evaluate(self.net, d.x_val, d.y_val, self.spec.model.loss)
+        save_model(
+            self.run_dir / "model.pt",
+            self.spec.model,
+            self.net,
+            d.n_features,
+            d.n_outputs,
+            torch.from_numpy(d.shift),
+            torch.from_numpy(d.scale),
+            d.classes,
+        )
+        wall = time.monotonic() - self._started
+        samples = sum(w["samples"] for w in worker_totals)
+        rejected: dict[str, int] = {}
+        staleness: dict[int, int] = {}
+        for s in stats:
+            for k, n in s["rejected"].items():
+                rejected[k] = rejected.get(k, 0) + n
+        for k, n in stats[0]["staleness"].items():
+            staleness[int(k)] = staleness.get(int(k), 0) + n
+        result = {
+            "job_id": self.job_id,
+            "name": self.spec.name,
+            "state": "SUCCEEDED",
+            "stop_reason": stop_reason,
+            "steps": version,
+            "epochs": self.plan.epoch_at(version),
+            "exported_step": exported_step,
+            "best_step": self.best["step"] if self.best else None,
+            "wall_time_s": wall,
+            "samples": samples,
+            "samples_per_s": samples / wall if wall > 0 else 0.0,
+            "train_loss": train["loss"],
+            "train_accuracy": train["accuracy"],
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
+            "test_loss": test["loss"],
+            "test_accuracy": test["accuracy"],
+            "final_evaluation": final_eval,
+            "n_params": int(params.size),
+            "rejected_gradients": rejected,
+            "staleness": dict(sorted(staleness.items())),
+            "workers": worker_totals,
+            "shards": [
+                {k: v for k, v in s.items() if k not in ("staleness", "version_lag")} for s in stats
+            ],
+        }
+        (self.run_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
+        await self._emit({"type": "result", "result": result})
+        return result
+
+
+_MONITOR = {"val_loss": "val_loss", "val_accuracy": "val_accuracy", "train_loss": "train_loss"}
+
+
+def _improves(value: float | None, best: float | None, es) -> bool:
+    if value is None:
+        return False
+    if best is None:
+        return True
+    if es.monitor == "val_accuracy":
+        return value > best + es.min_delta
+    return value < best - es.min_delta

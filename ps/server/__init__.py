@@ -1,0 +1,1 @@
+"""The parameter-server side: sharding plan, consistency gate, shard core and actor."""

@@ -1,0 +1,22 @@
+"""How the flat parameter vector is split across parameter-server shards."""
+
+from __future__ import annotations
+
+
+def shard_plan(n_params: int, shards: int) -> list[tuple[int, int]]:
+    """Contiguous [lo, hi) slices, sizes differing by at most one float (balanced work and bytes).
+
+    Raises:
+        ValueError: more shards than parameters.
+    """
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards}")
+    if shards > n_params:
+        raise ValueError(f"{shards} shards for only {n_params} parameters")
+    base, extra = divmod(n_params, shards)
+    bounds, lo = [], 0
+    for i in range(shards):
+        hi = lo + base + (1 if i < extra else 0)
+        bounds.append((lo, hi))
+        lo = hi
+    return bounds

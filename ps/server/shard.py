@@ -1,0 +1,292 @@
+"""The parameter-server shard: a contiguous slice of the flat parameters and its optimizer.
+
+:class:`ShardCore` is the pure, testable logic (no Ray); :class:`ParameterShard` is the thin Ray
+actor around it that makes pulls wait on the consistency gate.
+
+A push goes: duplicate ``(worker, seq)``? ignore → non-finite? reject and count → past the job's
+``max_steps``? refuse → gate bookkeeping → (sync: accumulate until all N workers of the step have
+pushed, then average) → ``optimizer.step`` in place → ``version += 1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import torch
+
+from ps.optim import build
+from ps.server.gate import ClockGate
+
+APPLIED, ACCUMULATED, DUPLICATE, REJECTED, STOPPED = (
+    "applied",
+    "accumulated",
+    "duplicate",
+    "rejected",
+    "stopped",
+)
+
+
+class ShardCore:
+    """One shard's parameters, optimizer state, version, gate and counters.
+
+    Args:
+        index: this shard's number.
+        params: its initial slice of the flat parameters (copied).
+        optimizer / regularization: the spec's sections; ``total_steps`` for schedules.
+        mode / workers / staleness / shards: the job's consistency setting and sizes.
+        max_version: stop after this many updates (the spec's ``max_steps``), or None.
+        snapshot_every / checkpoint_every: capture parameters (and, for checkpoints, the
+            optimizer state) whenever the version reaches a multiple of these.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        params: np.ndarray | torch.Tensor,
+        optimizer: dict[str, Any],
+        regularization: dict[str, Any],
+        total_steps: int | None,
+        mode: str,
+        workers: int,
+        staleness: int = 0,
+        shards: int = 1,
+        max_version: int | None = None,
+        snapshot_every: int | None = None,
+        checkpoint_every: int | None = None,
+    ) -> None:
+        self.index = index
+        self.params = torch.as_tensor(np.array(params, dtype=np.float32, copy=True))
+        self.optimizer = build(optimizer, regularization, total_steps)
+        self.state = self.optimizer.init(self.params)
+        self.mode = mode
+        self.workers = workers
+        self.shards = shards
+        self.gate = ClockGate.for_mode(mode, workers, staleness)
+        self.version = 0
+        self.max_version = max_version
+        self.stopped = max_version == 0
+        self.last_seq = [0] * workers
+        self.snapshot_every = snapshot_every
+        self.checkpoint_every = checkpoint_every
+        self.snapshots: dict[int, dict[str, Any]] = {}
+        self.grad_buf = torch.empty_like(self.params)
+        # sync: the running sum of this step's gradients, how many, and their global norms.
+        self._acc = torch.zeros_like(self.params) if mode == "sync" else None
+        self._acc_count = 0
+        self._acc_norms = 0.0
+        self._sync_steps = 0
+        self.rejected: Counter[str] = Counter()
+        self.staleness: Counter[int] = Counter()
+        self.version_lag: Counter[int] = Counter()
+        self.lr = self.optimizer.lr_at(0)
+        self.timing = {"update_seconds": 0.0, "updates": 0, "bytes_pushed": 0, "bytes_pulled": 0}
+
+    # -- reads -------------------------------------------------------------------------------
+    def may_pull(self, clock: int) -> bool:
+        return self.stopped or self.gate.may_pull(clock)
+
+    def read(self) -> dict[str, Any]:
+        """The parameters (a copy: the reader may hold them while updates continue)."""
+        if self.stopped:
+            return {"stop": True, "version": self.version}
+        self.timing["bytes_pulled"] += self.params.numel() * 4
+        return {
+            "stop": False,
+            "params": self.params.numpy().copy(),
+            "version": self.version,
+            "min_clock": self.gate.min_clock,
+        }
+
+    # -- writes ------------------------------------------------------------------------------
+    def push(
+        self,
+        worker: int,
+        seq: int,
+        base_version: int,
+        base_min_clock: int,
+        grad: np.ndarray,
+        grad_norm: float | None = None,
+    ) -> str:
+        """Offer worker ``worker``'s gradient number ``seq`` (1-based; its clock after the push).
+
+        Returns one of ``applied``, ``accumulated`` (sync, waiting for the step's other workers),
+        ``duplicate``, ``rejected`` (non-finite), ``stopped``.
+        """
+        if seq <= self.last_seq[worker]:
+            self.rejected["duplicate"] += 1
+            return DUPLICATE
+        self.last_seq[worker] = seq
+        if grad.shape != tuple(self.params.shape):
+            raise ValueError(
+                f"shard {self.index}: gradient of shape {grad.shape}, expected {tuple(self.params.shape)}"
+            )
+        self.timing["bytes_pushed"] += grad.nbytes
+        if self.stopped:
+            self.gate.tick(worker, seq)
+            self.rejected["stopped"] += 1
+            return STOPPED
+        finite = _all_finite(grad)
+        if not finite:
+            self.rejected["non_finite"] += 1
+        else:
+            self.staleness[max(0, seq - 1 - base_min_clock)] += 1
+            self.version_lag[self.version - base_version] += 1
+        self.gate.tick(worker, seq)
+        if self.mode == "sync":
+            if finite:
+                np.add(self._acc.numpy(), grad, out=self._acc.numpy())
+                self._acc_count += 1
+                self._acc_norms += grad_norm or 0.0
+            if self.gate.min_clock > self._sync_steps:
+                return self._finish_sync_step()
+            return ACCUMULATED if finite else REJECTED
+        if not finite:
+            return REJECTED
+        np.copyto(self.grad_buf.numpy(), grad)
+        self._apply(self.grad_buf, grad_norm if self.shards > 1 else None)
+        return APPLIED
+
+    def _finish_sync_step(self) -> str:
+        self._sync_steps += 1
+        if self._acc_count == 0:  # every gradient of this step was rejected: skip the update
+            return REJECTED
+        count = self._acc_count
+        self._acc.div_(count)
+        # With several shards the averaged gradient's global norm is unknown here; the mean of
+        # the workers' norms bounds it from above (triangle inequality), so clipping is safe.
+        norm = self._acc_norms / count if self.shards > 1 else None
+        self._acc_count, self._acc_norms = 0, 0.0
+        self._apply(self._acc, norm)
+        self._acc.zero_()
+        return APPLIED
+
+    def _apply(self, grad: torch.Tensor, norm: float | None) -> None:
+        t0 = time.perf_counter()
+        self.lr = self.optimizer.step(self.params, grad, self.state, grad_norm=norm)
+        self.timing["update_seconds"] += time.perf_counter() - t0
+        self.timing["updates"] += 1
+        self.version += 1
+        if self.max_version is not None and self.version >= self.max_version:
+            self.stopped = True
+        self._capture()
+
+    def _capture(self) -> None:
+        v = self.version
+        eval_due = bool(self.snapshot_every) and v % self.snapshot_every == 0
+        ckpt_due = bool(self.checkpoint_every) and v % self.checkpoint_every == 0
+        if not (eval_due or ckpt_due):
+            return
+        snap: dict[str, Any] = {
+            "version": v,
+            "params": self.params.numpy().copy(),
+            "clocks": list(self.gate.clocks),
+            "lr": self.lr,
+        }
+        if ckpt_due:
+            opt = self.optimizer.state_dict(self.state)
+            snap["optimizer"] = {
+                **opt,
+                "tensors": {k: t.clone() for k, t in opt["tensors"].items()},
+            }
+            snap["last_seq"] = list(self.last_seq)
+        self.snapshots[v] = snap
+
+    def take_snapshot(self, version: int) -> dict[str, Any] | None:
+        return self.snapshots.pop(version, None)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def final(self) -> dict[str, Any]:
+        """Parameters and state at the end of training."""
+        return {
+            "version": self.version,
+            "params": self.params.numpy().copy(),
+            "optimizer": self.optimizer.state_dict(self.state),
+            "clocks": list(self.gate.clocks),
+        }
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "version": self.version,
+            "lr": self.lr,
+            "rejected": dict(self.rejected),
+            "staleness": dict(self.staleness),
+            "version_lag": dict(self.version_lag),
+            "clocks": list(self.gate.clocks),
+            **self.timing,
+        }
+
+
+def _all_finite(grad: np.ndarray) -> bool:
+    # One cheap reduction first: a finite sum implies every element is finite; only an
+    # overflowing or non-finite sum needs the exact per-element check.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(grad.sum(dtype=np.float64)):
+            return True
+    return bool(np.isfinite(grad).all())
+
+
+class ParameterShard:
+    """Ray actor around :class:`ShardCore`: pulls wait on the gate without blocking pushes.
+
+    Created by the supervisor as ``ray.remote(ParameterShard).options(...).remote(...)``; an
+    asyncio actor, so many waiting pulls cost nothing.
+    """
+
+    def __init__(self, num_threads: int = 1, **core: Any) -> None:
+        torch.set_num_threads(max(1, num_threads))
+        self.core = ShardCore(**core)
+        self._changed: asyncio.Condition | None = None
+
+    def _cond(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    async def _notify(self) -> None:
+        cond = self._cond()
+        async with cond:
+            cond.notify_all()
+
+    async def pull(self, worker: int, clock: int) -> dict[str, Any]:
+        cond = self._cond()
+        async with cond:
+            await cond.wait_for(lambda: self.core.may_pull(clock))
+        return self.core.read()
+
+    async def push(self, worker, seq, base_version, base_min_clock, grad, grad_norm=None) -> str:
+        status = self.core.push(worker, seq, base_version, base_min_clock, grad, grad_norm)
+        await self._notify()
+        return status
+
+    async def wait_snapshot(self, version: int) -> dict[str, Any] | None:
+        """The capture at ``version``, waiting for it; None once stopped without reaching it."""
+        cond = self._cond()
+        async with cond:
+            await cond.wait_for(
+                lambda: (
+                    version in self.core.snapshots
+                    or self.core.stopped
+                    or self.core.version > version
+                )
+            )
+        return self.core.take_snapshot(version)
+
+    async def stop(self) -> None:
+        self.core.stop()
+        await self._notify()
+
+    def final(self) -> dict[str, Any]:
+        return self.core.final()
+
+    def stats(self) -> dict[str, Any]:
+        return self.core.stats()
+
+    def ping(self) -> int:
+        return self.core.index

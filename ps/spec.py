@@ -1,0 +1,309 @@
+"""The job spec: one validated model of ``shared/JOBSPEC.md``.
+
+YAML, JSON, the gRPC ``JobSpec`` message and Python dicts all go through :func:`parse_spec`.
+Unknown keys and bad values are rejected with the key path and the allowed choices or range
+(:class:`ps.errors.SpecError`), before anything starts. The optimizer and regularization sections
+are checked by :mod:`ps.optim` (one source of truth for hyperparameters).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ps.errors import SpecError
+from ps.optim import resolve_optimizer, resolve_regularization
+
+BUNDLED_SOURCES = ("digits", "synthetic-classification", "synthetic-regression")
+FILE_SUFFIXES = (".npz", ".csv", ".parquet")
+ACTIVATIONS = (
+    "linear",
+    "relu",
+    "leaky_relu",
+    "prelu",
+    "abs",
+    "maxout",
+    "sigmoid",
+    "tanh",
+    "hard_tanh",
+    "softplus",
+)
+INITIALIZERS = (
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "orthogonal",
+    "truncated_normal",
+    "normal",
+    "uniform",
+    "zeros",
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(_Strict):
+    """Where the data comes from and how it is split and normalized."""
+
+    source: str = "digits"
+    target: str | None = None
+    n_samples: Annotated[int, Field(ge=10)] = 1000
+    n_features: Annotated[int, Field(ge=1)] = 20
+    n_classes: Annotated[int, Field(ge=2)] = 2
+    noise: Annotated[float, Field(ge=0)] = 0.1
+    validation_split: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    test_split: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    shuffle: bool = True
+    normalize: Literal["standard", "minmax", "none"] = "standard"
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, v: str) -> str:
+        if v in BUNDLED_SOURCES or Path(v).suffix.lower() in FILE_SUFFIXES:
+            return v
+        raise ValueError(
+            f"unknown source {v!r}: use one of {BUNDLED_SOURCES} or a path ending in "
+            f"{' / '.join(FILE_SUFFIXES)}"
+        )
+
+    @model_validator(mode="after")
+    def _splits_leave_training_data(self) -> DataSpec:
+        if self.validation_split + self.test_split >= 1:
+            raise SpecError(
+                "data.test_split",
+                f"validation_split + test_split must be < 1 "
+                f"(got {self.validation_split} + {self.test_split})",
+            )
+        if Path(self.source).suffix.lower() in (".csv", ".parquet") and not self.target:
+            raise SpecError("data.target", f"required for a {Path(self.source).suffix} source")
+        return self
+
+    @property
+    def is_file(self) -> bool:
+        return self.source not in BUNDLED_SOURCES
+
+
+class Activation(_Strict):
+    """An activation with its parameters (a bare name in YAML is accepted too)."""
+
+    type: Literal[ACTIVATIONS] = "linear"  # type: ignore[valid-type]
+    negative_slope: Annotated[float, Field(ge=0)] = 0.01
+    pieces: Annotated[int, Field(ge=2, le=16)] = 2
+
+
+class Init(_Strict):
+    """A weight initializer with its parameters (a bare name in YAML is accepted too)."""
+
+    type: Literal[INITIALIZERS] = "glorot_uniform"  # type: ignore[valid-type]
+    mean: float = 0.0
+    std: Annotated[float, Field(gt=0)] = 0.05
+    low: float = -0.05
+    high: float = 0.05
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Init:
+        if self.type == "uniform" and self.low >= self.high:
+            raise ValueError(f"uniform needs low < high (got {self.low} >= {self.high})")
+        return self
+
+
+def _named(v: Any) -> Any:
+    return {"type": v} if isinstance(v, str) else v
+
+
+class DenseLayer(_Strict):
+    type: Literal["dense"]
+    units: Annotated[int, Field(ge=1, le=1_000_000)]
+    activation: Activation = Activation()
+    init: Init = Init()
+    bias_init: Init = Init(type="zeros")
+    bias: bool = True
+
+    _name_activation = field_validator("activation", mode="before")(_named)
+    _name_init = field_validator("init", "bias_init", mode="before")(_named)
+
+
+class DropoutLayer(_Strict):
+    type: Literal["dropout"]
+    rate: Annotated[float, Field(ge=0, lt=1)]
+
+
+Layer = Annotated[DenseLayer | DropoutLayer, Field(discriminator="type")]
+
+
+class ModelSpec(_Strict):
+    """A sequential network; the input size comes from the data."""
+
+    layers: Annotated[list[Layer], Field(min_length=1)]
+    loss: Literal["cross_entropy", "mse", "bce"] = "cross_entropy"
+    init_from: str | None = None
+
+    @model_validator(mode="after")
+    def _ends_in_dense(self) -> ModelSpec:
+        if self.layers[-1].type != "dense":
+            raise SpecError(
+                f"model.layers.{len(self.layers) - 1}.type",
+                "the last layer must be dense (it produces the outputs)",
+            )
+        return self
+
+
+class EarlyStopping(_Strict):
+    monitor: Literal["val_loss", "val_accuracy", "train_loss"] = "val_loss"
+    patience: Annotated[int, Field(ge=1)] = 5
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+    restore_best: bool = True
+
+
+class Resources(_Strict):
+    num_cpus: Annotated[float, Field(ge=0, le=1024)] = 1.0
+    num_gpus: Annotated[float, Field(ge=0, le=64)] = 0.0
+
+
+class TrainingSpec(_Strict):
+    workers: Annotated[int, Field(ge=1, le=1024)] = 2
+    mode: Literal["sync", "async", "ssp"] = "sync"
+    staleness: Annotated[int, Field(ge=0, le=10_000)] = 2
+    batch_size: Annotated[int, Field(ge=1)] = 64
+    epochs: Annotated[int, Field(ge=1, le=100_000)] = 10
+    max_steps: Annotated[int, Field(ge=0)] | None = None
+    eval_every_steps: Annotated[int, Field(ge=1)] | None = None
+    early_stopping: EarlyStopping | None = None
+    worker_resources: Resources = Resources()
+
+
+class PSSpec(_Strict):
+    shards: Annotated[int, Field(ge=1, le=256)] = 1
+    resources: Resources = Resources(num_cpus=0.0)
+
+
+class CheckpointSpec(_Strict):
+    every_steps: Annotated[int, Field(ge=1)] = 200
+    keep: Annotated[int, Field(ge=1, le=1000)] = 3
+
+
+class JobSpec(_Strict):
+    """A validated job spec with every default filled in."""
+
+    name: str | None = None
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    data: DataSpec = DataSpec()
+    model: ModelSpec
+    optimizer: dict[str, Any] = Field(
+        default_factory=lambda: {"name": "adam"}, validate_default=True
+    )
+    regularization: dict[str, Any] = Field(default_factory=dict, validate_default=True)
+    training: TrainingSpec = TrainingSpec()
+    ps: PSSpec = PSSpec()
+    checkpoint: CheckpointSpec = CheckpointSpec()
+
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _optimizer(cls, v: Any) -> dict[str, Any]:
+        if not isinstance(v, Mapping):
+            raise SpecError("optimizer", f"must be a mapping, got {type(v).__name__}")
+        return resolve_optimizer(v, defer_t_max=True)
+
+    @field_validator("regularization", mode="before")
+    @classmethod
+    def _regularization(cls, v: Any) -> dict[str, Any]:
+        if v is not None and not isinstance(v, Mapping):
+            raise SpecError("regularization", f"must be a mapping, got {type(v).__name__}")
+        return resolve_regularization(v)
+
+    @model_validator(mode="after")
+    def _monitor_has_data(self) -> JobSpec:
+        es = self.training.early_stopping
+        if es is not None and es.monitor.startswith("val_") and self.data.validation_split == 0:
+            raise SpecError(
+                "training.early_stopping.monitor",
+                f"{es.monitor!r} needs data.validation_split > 0 (or monitor train_loss)",
+            )
+        if self.model.loss == "mse" and es is not None and es.monitor == "val_accuracy":
+            raise SpecError(
+                "training.early_stopping.monitor", "val_accuracy is undefined for loss 'mse'"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON/YAML-safe), defaults included."""
+        return json.loads(self.model_dump_json())
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    # Discriminated unions add the tag (e.g. 'dense') to the location; it is not a key.
+    return ".".join(str(p) for p in loc if p not in ("dense", "dropout", "function-after"))
+
+
+def _describe(err: Mapping[str, Any]) -> tuple[str, str]:
+    ctx = err.get("ctx") or {}
+    cause = ctx.get("error")
+    if isinstance(cause, SpecError):
+        return cause.path, cause.message
+    path = _path(err["loc"])
+    if err["type"] == "extra_forbidden":
+        return path, "unknown field"
+    if err["type"] == "missing":
+        return path, "required field is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "union_tag_invalid":
+        return f"{path}.type" if path else "type", msg
+    return path, f"{msg} (got {err.get('input')!r})"
+
+
+def parse_spec(data: Mapping[str, Any] | JobSpec) -> JobSpec:
+    """Validate a spec given as plain data.
+
+    Raises:
+        SpecError: the first problem, with its key path (``optimizer.betas2: unknown field``);
+            ``SpecError.others`` lists any further ones.
+    """
+    if isinstance(data, JobSpec):
+        return data
+    if not isinstance(data, Mapping):
+        raise SpecError("", f"a job spec must be a mapping, got {type(data).__name__}")
+    try:
+        return JobSpec.model_validate(dict(data))
+    except ValidationError as exc:
+        problems = [_describe(e) for e in exc.errors()]
+        first = SpecError(*problems[0])
+        first.others = [f"{p}: {m}" for p, m in problems[1:]]
+        raise first from None
+    except SpecError:
+        raise
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read and validate a YAML or JSON spec file.
+
+    Raises:
+        SpecError: unreadable or unparsable file, or an invalid spec.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError("", f"cannot read spec {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise SpecError("", f"{path} is not valid YAML/JSON: {exc}") from None
+    return parse_spec(data if data is not None else {})

@@ -1,0 +1,40 @@
+"""Shared fixtures: one Ray runtime for the whole session (ray.init costs seconds)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_runtime():
+    """A local Ray instance shared by every test that needs one."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            address="local",
+            num_cpus=4,
+            include_dashboard=False,
+            logging_level="ERROR",
+            log_to_driver=False,
+            # Test data lives in tmp dirs; actors must see the same files (same machine).
+            runtime_env={"env_vars": {"PYTHONPATH": os.getcwd()}},
+        )
+    yield ray
+    # Left running until the interpreter exits: other session fixtures may still use it.
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value or ``timeout`` seconds pass."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)

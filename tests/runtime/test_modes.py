@@ -1,0 +1,43 @@
+"""Digits trains to >= 0.95 test accuracy in every consistency mode, with staleness in bounds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.runtime.helpers import run, spec
+
+MODES = {
+    "sync": {"mode": "sync"},
+    "async": {"mode": "async"},
+    "ssp": {"mode": "ssp", "staleness": 1},
+}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_digits_reaches_095_and_staleness_is_bounded(ray_runtime, tmp_path, mode):
+    events: list = []
+    result = run(
+        spec(
+            optimizer={"name": "adam", "lr": 0.005},
+            training={**MODES[mode], "workers": 2, "batch_size": 32, "epochs": 12},
+        ),
+        tmp_path,
+        events,
+    )
+    assert result["test_accuracy"] >= 0.95, result
+    staleness = {int(k): n for k, n in result["staleness"].items()}
+    assert sum(staleness.values()) == 2 * result["workers"][0]["clock"]  # every gradient recorded
+    if mode == "sync":
+        assert set(staleness) == {0}
+    elif mode == "ssp":
+        assert max(staleness) <= 1
+    # The run directory is complete and the history has one evaluation per epoch.
+    for name in ("model.pt", "spec.yaml", "result.json", "metrics.jsonl"):
+        assert (tmp_path / name).is_file()
+    history = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evaluations = [e for e in history if e["type"] == "evaluation"]
+    assert [e["epoch"] for e in evaluations] == pytest.approx([float(i) for i in range(1, 13)])
+    assert evaluations[-1]["val_accuracy"] > evaluations[0]["val_accuracy"]
+    assert any(e["type"] == "result" for e in events)

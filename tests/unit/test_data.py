@@ -1,0 +1,125 @@
+"""Data loading, splits, normalization from the training split only, and worker shards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ps.errors import SpecError
+from ps.spec import DataSpec
+from workers.data import batches_per_epoch, epoch_batches, load_dataset, resolve_path, shard_bounds
+
+
+def test_digits_split_sizes_and_standardization_uses_training_rows_only():
+    d = load_dataset(DataSpec(source="digits"), "cross_entropy", seed=0)
+    assert (len(d.x_train), len(d.x_val), len(d.x_test)) == (1258, 180, 359)
+    assert d.n_features == 64 and d.n_outputs == 10
+    np.testing.assert_allclose(d.x_train.mean(0), 0, atol=1e-5)
+    assert not np.allclose(d.x_test.mean(0), 0, atol=1e-3)  # test rows did not set the statistics
+
+
+def test_seeded_shuffle_is_reproducible_and_no_shuffle_keeps_file_order(tmp_path):
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+    np.savez(tmp_path / "d.npz", X=x, y=np.arange(20) % 2)
+    spec = DataSpec(
+        source=str(tmp_path / "d.npz"), normalize="none", test_split=0.25, validation_split=0.25
+    )
+    a = load_dataset(spec, "cross_entropy", seed=1)
+    b = load_dataset(spec, "cross_entropy", seed=1)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    ordered = load_dataset(spec.model_copy(update={"shuffle": False}), "cross_entropy", seed=1)
+    np.testing.assert_array_equal(ordered.x_train, x[:10])
+    np.testing.assert_array_equal(ordered.x_test, x[15:])
+
+
+def test_csv_and_parquet_with_a_target_column(tmp_path):
+    rows = ["f1,label,f2"] + [f"{i},{'cat' if i % 2 else 'dog'},{i * 2}" for i in range(20)]
+    (tmp_path / "d.csv").write_text("\n".join(rows))
+    d = load_dataset(
+        DataSpec(
+            source=str(tmp_path / "d.csv"),
+            target="label",
+            normalize="none",
+            shuffle=False,
+            test_split=0,
+            validation_split=0,
+        ),
+        "cross_entropy",
+        0,
+    )
+    assert d.classes == ["cat", "dog"]
+    np.testing.assert_array_equal(d.x_train[3], [3, 6])
+    assert d.y_train[3] == 0 and d.y_train[4] == 1
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(
+        pa.table({"a": [1.0, 2.0, 3.0, 4.0], "y": [0.5, 1.5, 2.5, 3.5]}), tmp_path / "d.parquet"
+    )
+    r = load_dataset(
+        DataSpec(
+            source=str(tmp_path / "d.parquet"),
+            target="y",
+            normalize="none",
+            shuffle=False,
+            test_split=0,
+            validation_split=0,
+        ),
+        "mse",
+        0,
+    )
+    assert r.n_outputs == 1
+    np.testing.assert_allclose(r.y_train[:, 0], [0.5, 1.5, 2.5, 3.5])
+
+
+def test_minmax_and_synthetic_sources():
+    d = load_dataset(
+        DataSpec(
+            source="synthetic-classification",
+            n_samples=500,
+            n_features=8,
+            n_classes=3,
+            normalize="minmax",
+        ),
+        "cross_entropy",
+        0,
+    )
+    assert d.x_train.min() == pytest.approx(0) and d.x_train.max() == pytest.approx(1)
+    assert d.n_outputs == 3
+    r = load_dataset(DataSpec(source="synthetic-regression", n_samples=300, n_features=4), "mse", 0)
+    assert r.y_train.shape[1] == 1 and r.n_features == 4
+
+
+def test_shards_are_disjoint_equal_and_cover_everything():
+    bounds = shard_bounds(1258, 3)
+    assert bounds[0][0] == 0 and bounds[-1][1] == 1258
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
+    sizes = [hi - lo for lo, hi in bounds]
+    assert max(sizes) - min(sizes) <= 1
+    assert batches_per_epoch(1258, 3, 64) == 7  # ceil(420 / 64)
+
+
+def test_each_epoch_visits_every_row_once_in_a_seeded_order():
+    a = epoch_batches(100, 4, seed=0, worker=1, epoch=0, shuffle=True)
+    assert sorted(np.concatenate(a).tolist()) == list(range(100))
+    b = epoch_batches(100, 4, seed=0, worker=1, epoch=1, shuffle=True)
+    assert not np.array_equal(np.concatenate(a), np.concatenate(b))
+    c = epoch_batches(100, 4, seed=0, worker=1, epoch=0, shuffle=True)
+    assert all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
+
+
+def test_data_root_refuses_escapes(tmp_path):
+    (tmp_path / "inside.npz").write_bytes(b"")
+    assert resolve_path("inside.npz", tmp_path) == (tmp_path / "inside.npz").resolve()
+    with pytest.raises(SpecError, match="outside the data root"):
+        resolve_path("../etc/passwd", tmp_path)
+
+
+def test_targets_must_fit_the_loss(tmp_path):
+    np.savez(tmp_path / "one.npz", X=np.zeros((10, 2)), y=np.zeros(10))
+    with pytest.raises(SpecError, match="at least 2 classes"):
+        load_dataset(DataSpec(source=str(tmp_path / "one.npz")), "cross_entropy", 0)
+    np.savez(tmp_path / "three.npz", X=np.zeros((12, 2)), y=np.arange(12) % 3)
+    with pytest.raises(SpecError, match="'bce' needs exactly 2 classes"):
+        load_dataset(DataSpec(source=str(tmp_path / "three.npz")), "bce", 0)

@@ -1,0 +1,80 @@
+"""Pure parameter-server logic: the sharding plan, the clock gate and the shard core."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ps.server.gate import ClockGate
+from ps.server.plan import shard_plan
+from ps.server.shard import ShardCore
+
+
+def test_plan_is_contiguous_and_balanced():
+    assert shard_plan(10, 3) == [(0, 4), (4, 7), (7, 10)]
+    assert shard_plan(5, 1) == [(0, 5)]
+    with pytest.raises(ValueError, match="3 shards for only 2 parameters"):
+        shard_plan(2, 3)
+
+
+def test_gate_bounds():
+    sync, ssp, asy = (
+        ClockGate.for_mode("sync", 2, 5),
+        ClockGate.for_mode("ssp", 2, 2),
+        ClockGate.for_mode("async", 2, 0),
+    )
+    assert sync.staleness == 0 and ssp.staleness == 2 and asy.staleness == math.inf
+    ssp.tick(0, 3)
+    assert ssp.may_pull(2) and not ssp.may_pull(3)
+    ssp.tick(1, 1)
+    assert ssp.may_pull(3)
+    assert asy.may_pull(10**9)
+
+
+def core(mode="sync", workers=2, **kw):
+    return ShardCore(
+        0, np.zeros(4, np.float32), {"name": "sgd", "lr": 1.0}, {}, None, mode, workers, **kw
+    )
+
+
+def test_sync_averages_the_finite_gradients_of_a_step():
+    c = core(workers=3)
+    assert c.push(0, 1, 0, 0, np.full(4, 3.0, np.float32)) == "accumulated"
+    bad = np.full(4, np.nan, np.float32)
+    assert c.push(1, 1, 0, 0, bad) == "rejected"
+    assert c.push(2, 1, 0, 0, np.full(4, 1.0, np.float32)) == "applied"
+    np.testing.assert_allclose(c.params.numpy(), -2.0)  # mean of 3 and 1, NaN left out
+    assert c.version == 1 and c.rejected["non_finite"] == 1
+
+
+def test_a_step_whose_gradients_were_all_rejected_is_skipped():
+    c = core(workers=1)
+    assert c.push(0, 1, 0, 0, np.full(4, np.inf, np.float32)) == "rejected"
+    assert c.version == 0 and c.gate.min_clock == 1
+    np.testing.assert_array_equal(c.params.numpy(), 0)
+
+
+def test_max_version_stops_updates():
+    c = core(mode="async", workers=1, max_version=2)
+    for seq in (1, 2, 3):
+        c.push(0, seq, 0, 0, np.ones(4, np.float32))
+    assert c.version == 2 and c.stopped and c.rejected["stopped"] == 1
+    assert c.read() == {"stop": True, "version": 2}
+
+
+def test_snapshots_and_checkpoints_are_captured_at_their_versions():
+    c = core(mode="async", workers=1, snapshot_every=2, checkpoint_every=3)
+    for seq in range(1, 7):
+        c.push(0, seq, seq - 1, seq - 1, np.ones(4, np.float32))
+    assert sorted(c.snapshots) == [2, 3, 4, 6]
+    assert "optimizer" in c.snapshots[3] and "optimizer" not in c.snapshots[2]
+    np.testing.assert_allclose(c.take_snapshot(4)["params"], -4.0)
+    assert c.take_snapshot(4) is None
+
+
+def test_overflowing_but_finite_gradients_are_accepted():
+    c = core(mode="async", workers=1)
+    big = np.full(4, 3e38, np.float32)  # the float32 sum overflows; every element is finite
+    assert c.push(0, 1, 0, 0, big) == "applied"
