@@ -58,6 +58,7 @@ class ProgressView:
             disable=quiet,
         )
         self.task = None
+        self.total = 0
         self.fields = {"epoch": 0.0, "loss": None, "val_acc": None, "sps": None}
 
     def __enter__(self) -> ProgressView:
@@ -81,6 +82,7 @@ class ProgressView:
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         if kind == "state" and event["state"] == "RUNNING":
+            self.total = event["total_steps"]
             self.task = self.progress.add_task("training", total=event["total_steps"], info="")
         if self.task is None:
             return
@@ -145,6 +147,330 @@ def run(
     else:
         print_result(result)
         Console().print(f"run directory: {out}  (model: {out / 'model.pt'})")
+
+
+# -- the service ---------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="address to bind (non-loopback needs a token)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="gRPC port (0: any free port)")] = 50051,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address", help="existing Ray cluster (else RAY_ADDRESS, else embedded)"
+        ),
+    ] = None,
+    storage: Annotated[Path, typer.Option(help="run directories go to STORAGE/<job_id>/")] = Path(
+        "ps-storage"
+    ),
+    db: Annotated[
+        Path | None, typer.Option(help="SQLite job store (default STORAGE/jobs.db)")
+    ] = None,
+    data_root: Annotated[
+        Path | None,
+        typer.Option(
+            help="data files and init_from models must be inside it (default STORAGE/data)"
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option(help="file holding the API token (else env PS_TOKEN)")
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate (with --tls-key) for TLS")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key")] = None,
+    max_queue: Annotated[int, typer.Option(help="queued jobs beyond this are refused")] = 100,
+) -> None:
+    """Run the training service until SIGINT/SIGTERM."""
+    import os
+    import signal
+    import threading
+
+    from ps.api.server import ServerConfig, read_token, run_server
+    from ps.jobs.manager import JobManager, ManagerConfig
+    from ps.jobs.runner import ray_session
+    from ps.jobs.store import JobStore
+
+    if bool(tls_cert) != bool(tls_key):
+        _fail(PSError("--tls-cert and --tls-key go together"))
+    try:
+        token = read_token(token_file, os.environ.get("PS_TOKEN"))
+        storage.mkdir(parents=True, exist_ok=True)
+        root = data_root or storage / "data"
+        root.mkdir(parents=True, exist_ok=True)
+        store = JobStore(db or storage / "jobs.db")
+        config = ServerConfig(host=host, port=port, token=token, tls_cert=tls_cert, tls_key=tls_key)
+        stop = threading.Event()
+        with ray_session(ray_address, namespace="ps"):
+            # After ray.init, which installs handlers of its own: a signal stops us cleanly.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+            manager = JobManager(
+                store,
+                ManagerConfig(
+                    storage=storage.resolve(), data_root=root.resolve(), max_queue=max_queue
+                ),
+            )
+            manager.start()
+            with run_server(config, manager) as (_, bound):
+                scheme = "TLS" if tls_cert else "plaintext"
+                auth = "token auth" if token else "no auth (loopback only)"
+                print(
+                    f"psctl serve: listening on {host}:{bound} ({scheme}, {auth}); storage {storage}",
+                    flush=True,
+                )
+                stop.wait()
+            manager.shutdown()
+    except PSError as exc:
+        _fail(exc)
+
+
+def _client(server: str | None, token: str | None, tls_ca: Path | None):
+    from ps.client import Client
+
+    return Client(server, token, tls_ca)
+
+
+ServerOpt = Annotated[
+    str | None, typer.Option("--server", help="HOST:PORT (env PS_SERVER)", envvar="PS_SERVER")
+]
+TokenOpt = Annotated[
+    str | None, typer.Option("--token", help="API token (env PS_TOKEN)", envvar="PS_TOKEN")
+]
+CaOpt = Annotated[
+    Path | None, typer.Option("--tls-ca", help="CA certificate to trust (enables TLS)")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def _grpc_fail(exc: Exception) -> None:
+    import grpc
+
+    if isinstance(exc, grpc.RpcError):
+        console.print(f"[red]{exc.code().name}[/red]: {exc.details()}")
+        raise typer.Exit(
+            EXIT_SPEC if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else EXIT_FAILED
+        )
+    if isinstance(exc, PSError):
+        _fail(exc)
+    raise exc
+
+
+def _job_dict(job) -> dict[str, Any]:
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(job, preserving_proto_field_name=True)
+
+
+def _state(job) -> str:
+    from ps.api.convert import state_from_proto
+
+    return state_from_proto(job.state).value
+
+
+def _print_job(job) -> None:
+    out = Console()
+    out.print(f"[bold]{job.job_id}[/bold]  {job.name or ''}  [cyan]{_state(job)}[/cyan]")
+    if job.HasField("progress"):
+        p = job.progress
+        loss = f"  loss {p.train_loss:.4f}" if p.HasField("train_loss") else ""
+        out.print(f"  step {p.step}/{p.total_steps}  epoch {p.epoch:.2f}{loss}")
+    if job.HasField("result"):
+        print_result(json.loads(job.result.result_json))
+    if job.error:
+        out.print(f"  [red]error:[/red] {job.error}")
+    out.print(f"  run directory: {job.run_dir}")
+
+
+@app.command()
+def submit(
+    spec: Annotated[Path, typer.Argument(help="job spec (YAML or JSON)")],
+    job_id: Annotated[
+        str | None, typer.Option("--job-id", help="your id, for idempotent submission")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="follow the job; exit 0 only if it succeeds")
+    ] = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    tls_ca: CaOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Submit a job to the service."""
+    try:
+        with _client(server, token, tls_ca) as client:
+            job = client.submit(spec, job_id)
+            if not wait:
+                print(json.dumps(_job_dict(job))) if json_out else Console().print(
+                    f"submitted {job.job_id} ({_state(job)})"
+                )
+                return
+            final = _follow(client, job.job_id, quiet=json_out)
+    except Exception as exc:  # noqa: BLE001
+        _grpc_fail(exc)
+    if json_out:
+        print(json.dumps(_job_dict(final)))
+    else:
+        _print_job(final)
+    if _state(final) != "SUCCEEDED":
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _follow(client, job_id: str, quiet: bool = False):
+    """Stream a job's events into the progress view; returns the finished job."""
+    from google.protobuf import json_format
+
+    final = None
+    with ProgressView(quiet) as view:
+        for event in client.watch(job_id):
+            kind = event.WhichOneof("event")
+            if kind == "finished":
+                final = event.finished
+            elif kind in ("progress", "evaluation"):
+                data = json_format.MessageToDict(
+                    getattr(event, kind), preserving_proto_field_name=True
+                )
+                data.setdefault("train_loss", None)
+                data.setdefault("val_accuracy", None)
+                data.setdefault("val_loss", None)
+                data.setdefault("samples_per_s", 0.0)
+                data.setdefault("step", 0)
+                data.setdefault("epoch", 0.0)
+                data.setdefault("total_steps", view.total or 0)
+                view(
+                    {
+                        "type": kind,
+                        **{
+                            k: (int(v) if k in ("step", "total_steps", "samples") else v)
+                            for k, v in data.items()
+                        },
+                    }
+                )
+            elif kind == "state":
+                from ps.api.convert import state_from_proto
+
+                state = state_from_proto(event.state).value
+                if state == "RUNNING" and view.task is None:
+                    job = client.get(job_id)
+                    view(
+                        {
+                            "type": "state",
+                            "state": "RUNNING",
+                            "total_steps": job.progress.total_steps,
+                        }
+                    )
+    return final or client.get(job_id)
+
+
+@app.command()
+def watch(
+    job_id: str,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    tls_ca: CaOpt = None,
+) -> None:
+    """Follow a job's progress until it ends."""
+    try:
+        with _client(server, token, tls_ca) as client:
+            final = _follow(client, job_id)
+    except Exception as exc:  # noqa: BLE001
+        _grpc_fail(exc)
+    _print_job(final)
+
+
+@app.command()
+def status(
+    job_id: str,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    tls_ca: CaOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show one job."""
+    try:
+        with _client(server, token, tls_ca) as client:
+            job = client.get(job_id)
+    except Exception as exc:  # noqa: BLE001
+        _grpc_fail(exc)
+    print(json.dumps(_job_dict(job))) if json_out else _print_job(job)
+
+
+@app.command("list")
+def list_jobs(
+    state: Annotated[
+        list[str] | None, typer.Option("--state", help="only jobs in this state (repeatable)")
+    ] = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    tls_ca: CaOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List jobs, newest first."""
+    try:
+        with _client(server, token, tls_ca) as client:
+            jobs = list(client.list([s.upper() for s in state or []]))
+    except Exception as exc:  # noqa: BLE001
+        _grpc_fail(exc)
+    if json_out:
+        print(json.dumps([_job_dict(j) for j in jobs]))
+        return
+    table = Table()
+    for col in ("job", "name", "state", "step", "test acc", "error"):
+        table.add_column(col)
+    for j in jobs:
+        acc = f"{j.result.test_accuracy:.4f}" if j.result.HasField("test_accuracy") else ""
+        step = f"{j.progress.step}/{j.progress.total_steps}" if j.HasField("progress") else ""
+        table.add_row(j.job_id, j.name, _state(j), step, acc, j.error[:60])
+    Console().print(table)
+
+
+@app.command()
+def cancel(
+    job_id: str, server: ServerOpt = None, token: TokenOpt = None, tls_ca: CaOpt = None
+) -> None:
+    """Cancel a queued or running job (waits until its actors are gone)."""
+    try:
+        with _client(server, token, tls_ca) as client:
+            job = client.cancel(job_id)
+    except Exception as exc:  # noqa: BLE001
+        _grpc_fail(exc)
+    Console().print(f"{job.job_id}: {_state(job)}")
+
+
+@app.command()
+def delete(
+    job_id: str, server: ServerOpt = None, token: TokenOpt = None, tls_ca: CaOpt = None
+) -> None:
+    """Delete a finished job's record and run directory."""
+    try:
+        with _client(server, token, tls_ca) as client:
+            client.delete(job_id)
+    except Exception as exc:  # noqa: BLE001
+        _grpc_fail(exc)
+    Console().print(f"deleted {job_id}")
+
+
+@app.command()
+def export(
+    job_id: str,
+    output: Annotated[Path, typer.Option("--output", "-o", help="where to write model.pt")] = Path(
+        "model.pt"
+    ),
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    tls_ca: CaOpt = None,
+) -> None:
+    """Download a succeeded job's model (load it with workers.models.load_model)."""
+    try:
+        with _client(server, token, tls_ca) as client:
+            path = client.export(job_id, output)
+    except Exception as exc:  # noqa: BLE001
+        _grpc_fail(exc)
+    Console().print(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 
 def main() -> None:

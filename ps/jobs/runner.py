@@ -16,12 +16,9 @@ from typing import Any
 import ray
 
 from ps.errors import PSError
+from ps.jobs.errors import ResourceError
 from ps.jobs.supervisor import JobSupervisor, actor_name, prepare
 from ps.spec import JobSpec
-
-
-class ResourceError(PSError):
-    """The job asks for more than the Ray cluster has."""
 
 
 class JobFailed(PSError):
@@ -30,7 +27,7 @@ class JobFailed(PSError):
 
 @contextlib.contextmanager
 def ray_session(
-    address: str | None = None, num_cpus: int | None = None
+    address: str | None = None, num_cpus: int | None = None, namespace: str | None = None
 ) -> Iterator[dict[str, Any]]:
     """Use the running Ray, connect to ``address`` (or ``RAY_ADDRESS``), or start a local one.
 
@@ -41,10 +38,11 @@ def ray_session(
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+        ray.init(address=address, namespace=namespace, logging_level="WARNING", log_to_driver=False)
     else:
         ray.init(
             address="local",
+            namespace=namespace,
             num_cpus=num_cpus or os.cpu_count(),
             include_dashboard=False,
             logging_level="WARNING",

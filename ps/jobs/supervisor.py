@@ -92,6 +92,7 @@ class JobSupervisor:
         self._last_progress = 0.0
         self._started = time.monotonic()
         self._metrics_file = None
+        self._outcome: dict[str, Any] | None = None
 
     # -- events ------------------------------------------------------------------------------
     def _cond(self) -> asyncio.Condition:
@@ -120,6 +121,10 @@ class JobSupervisor:
                     cond.wait_for(lambda: len(self.events) > cursor or self.done), timeout
                 )
         return self.events[cursor:], len(self.events), self.done
+
+    def outcome(self) -> dict[str, Any] | None:
+        """How the job ended (``result``, or ``error`` and ``cancelled``); None while running."""
+        return self._outcome
 
     async def report(self, report: dict[str, Any]) -> None:
         """Progress from a worker (fire and forget)."""
@@ -156,7 +161,15 @@ class JobSupervisor:
     async def run(self) -> dict[str, Any]:
         """Train to the end; returns the result (also written to result.json)."""
         try:
-            return await self._run()
+            result = await self._run()
+            self._outcome = {"result": result}
+            return result
+        except JobCancelled:
+            self._outcome = {"cancelled": True, "error": "cancelled"}
+            raise
+        except Exception as exc:
+            self._outcome = {"error": f"{type(exc).__name__}: {exc}"}
+            raise
         finally:
             self._teardown()
             self.done = True
@@ -238,6 +251,8 @@ class JobSupervisor:
             for i in range(t.workers)
         ]
         await asyncio.gather(*[a.ping.remote() for a in self.shards + self.workers])
+        if self.cancelled:
+            raise JobCancelled(f"job {self.job_id} was cancelled")
         self._started = time.monotonic()
         await self._emit(
             {

@@ -1,0 +1,1 @@
+"""The gRPC API: servicer, auth interceptor, conversions and server lifecycle."""

@@ -1,0 +1,33 @@
+"""Errors of the job service (ps/api maps each to one gRPC status code)."""
+
+from __future__ import annotations
+
+from ps.errors import PSError
+
+
+class JobNotFound(PSError):
+    """No job with that id."""
+
+
+class JobExists(PSError):
+    """A job with that id was already submitted."""
+
+
+class JobNotFinished(PSError):
+    """The operation needs a terminal (or succeeded) job."""
+
+
+class QueueFull(PSError):
+    """The admission queue is at its configured limit."""
+
+
+class TerminalState(PSError):
+    """An attempt to move a job out of a terminal state."""
+
+
+class ClusterUnavailable(PSError):
+    """Ray cannot be reached."""
+
+
+class ResourceError(PSError):
+    """The job asks for more than the Ray cluster has (it can never fit)."""

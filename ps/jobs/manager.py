@@ -1,0 +1,366 @@
+"""The job manager: admission, a FIFO queue, supervisors, cancel, and recovery after restarts.
+
+No transport here: ps/api calls these methods and maps the errors to status codes. The manager
+talks to supervisors only; it never talks to workers or shards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from ps.errors import SpecError
+from ps.jobs.errors import ClusterUnavailable, JobNotFinished, QueueFull, ResourceError
+from ps.jobs.runner import required_resources
+from ps.jobs.state import JobState
+from ps.jobs.store import JobRecord, JobStore
+from ps.jobs.supervisor import JobSupervisor, actor_name, prepare
+from ps.spec import JobSpec, parse_spec
+from workers.data import resolve_path
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "ps"
+JOB_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+@dataclass(frozen=True)
+class ManagerConfig:
+    """Service-wide settings.
+
+    Attributes:
+        storage: run directories go to ``storage/<job_id>/``.
+        data_root: data files and ``init_from`` models must resolve inside it.
+        max_queue: queued jobs beyond this are refused (RESOURCE_EXHAUSTED).
+        cancel_timeout_s: how long CancelJob waits for the job's actors to be gone.
+    """
+
+    storage: Path
+    data_root: Path
+    max_queue: int = 100
+    cancel_timeout_s: float = 60.0
+
+
+class _Running:
+    """What the manager holds for a job it started."""
+
+    def __init__(self, supervisor: Any, reserved: dict[str, float]) -> None:
+        self.supervisor = supervisor
+        self.reserved = reserved
+        self.cancel_requested = False
+        self.thread: threading.Thread | None = None
+
+
+class JobManager:
+    """Submits, queues, starts, watches and cancels jobs; the store is the source of truth."""
+
+    def __init__(self, store: JobStore, config: ManagerConfig) -> None:
+        self.store = store
+        self.config = config
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._running: dict[str, _Running] = {}
+        self._subscribers: dict[str, list[queue.Queue]] = {}
+        self._stopping = False
+        self._scheduler: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Recover what the store says was active, then start admitting queued jobs."""
+        for job in self.store.in_states(JobState.STARTING, JobState.RUNNING):
+            self._recover(job)
+        self._scheduler = threading.Thread(
+            target=self._schedule_loop, name="ps-scheduler", daemon=True
+        )
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        """Stop admitting and watching. Running jobs keep running (their supervisors are detached)."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        if self._scheduler:
+            self._scheduler.join(timeout=5)
+
+    def _recover(self, job: JobRecord) -> None:
+        try:
+            supervisor = ray.get_actor(actor_name(job.job_id, "supervisor"), namespace=NAMESPACE)
+            ray.get(supervisor.poll.remote(0, 0), timeout=10)
+        except Exception:  # noqa: BLE001 - any failure to reach it means it is gone
+            self.store.transition(
+                job.job_id,
+                JobState.FAILED,
+                error="the service restarted while the job was running and its supervisor is gone",
+            )
+            return
+        log.info("re-attaching to running job %s", job.job_id)
+        spec = parse_spec(job.spec)
+        self._watch(job.job_id, _Running(supervisor, required_resources(spec)))
+
+    # -- requests ----------------------------------------------------------------------------
+    def submit(self, spec_data: dict[str, Any] | JobSpec, job_id: str | None = None) -> JobRecord:
+        """Validate and enqueue a job; it starts as soon as the cluster has room.
+
+        Raises:
+            SpecError: invalid spec, data or job id.
+            ResourceError: the job can never fit on the cluster.
+            QueueFull: the queue is at its limit.
+            JobExists: ``job_id`` was already submitted.
+            ClusterUnavailable: Ray cannot be reached.
+        """
+        job_id = job_id or f"job-{uuid.uuid4().hex[:12]}"
+        if not (0 < len(job_id) <= 128 and set(job_id) <= JOB_ID_CHARS and job_id[0] not in ".-"):
+            raise SpecError("job_id", f"{job_id!r}: use 1-128 letters, digits, '-', '_' or '.'")
+        spec = self._confine_paths(parse_spec(spec_data))
+        prepare(spec, self.config.data_root)
+        total = self._cluster_resources()
+        for kind, need in required_resources(spec).items():
+            if need > total.get(kind, 0.0):
+                raise ResourceError(
+                    f"the job asks for {need:g} {kind} (training.workers × worker_resources + "
+                    f"ps.shards × ps.resources) but the cluster has {total.get(kind, 0.0):g} in all"
+                )
+        with self._wake:
+            if len(self.store.in_states(JobState.QUEUED)) >= self.config.max_queue:
+                raise QueueFull(
+                    f"the queue holds {self.config.max_queue} jobs already; retry later"
+                )
+            run_dir = str((self.config.storage / job_id).resolve())
+            record = self.store.create(job_id, spec.name or "", spec.to_dict(), run_dir)
+            self._wake.notify_all()
+        self._publish(job_id, {"type": "state", "state": JobState.QUEUED.value})
+        return record
+
+    def _confine_paths(self, spec: JobSpec) -> JobSpec:
+        root = self.config.data_root
+        data, model = spec.data, spec.model
+        if data.is_file:
+            data = data.model_copy(update={"source": str(resolve_path(data.source, root))})
+        if model.init_from:
+            path = resolve_path(model.init_from, root, "model.init_from")
+            model = model.model_copy(update={"init_from": str(path)})
+        return spec.model_copy(update={"data": data, "model": model})
+
+    def get(self, job_id: str) -> JobRecord:
+        return self.store.get(job_id)
+
+    def list(
+        self, states: list[JobState] | None = None, limit: int = 100, before_seq: int | None = None
+    ):
+        return self.store.list(states, limit, before_seq)
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a queued or running job; waits until its actors are gone. Terminal: no-op."""
+        with self._wake:
+            job = self.store.get(job_id)
+            if job.state.is_terminal():
+                return job
+            if job.state == JobState.QUEUED:
+                job = self.store.transition(
+                    job_id, JobState.CANCELLED, error="cancelled while queued"
+                )
+                self._publish_final(job)
+                return job
+            running = self._running.get(job_id)
+            if running:
+                running.cancel_requested = True
+        if running is None:  # STARTING before its supervisor exists: the starter sees the flag
+            return self.store.get(job_id)
+        with contextlib.suppress(Exception):
+            ray.get(running.supervisor.cancel.remote(), timeout=10)
+        if running.thread:
+            running.thread.join(timeout=self.config.cancel_timeout_s)
+        return self.store.get(job_id)
+
+    def delete(self, job_id: str) -> None:
+        """Remove a terminal job's record and run directory.
+
+        Raises:
+            JobNotFinished: the job is queued or running (cancel it first).
+        """
+        job = self.store.get(job_id)
+        if not job.state.is_terminal():
+            raise JobNotFinished(f"job {job_id!r} is {job.state.value}; cancel it before deleting")
+        run_dir = Path(job.run_dir)
+        if run_dir.is_dir() and run_dir.resolve().is_relative_to(self.config.storage.resolve()):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        self.store.delete(job_id)
+
+    def model_path(self, job_id: str) -> Path:
+        """The exported model of a succeeded job.
+
+        Raises:
+            JobNotFinished: the job has not succeeded (or its model file is gone).
+        """
+        job = self.store.get(job_id)
+        if job.state != JobState.SUCCEEDED:
+            raise JobNotFinished(
+                f"job {job_id!r} is {job.state.value}; only SUCCEEDED jobs have a model"
+            )
+        path = Path(job.run_dir) / "model.pt"
+        if not path.is_file():
+            raise JobNotFinished(f"job {job_id!r} succeeded but {path} is missing")
+        return path
+
+    # -- events ------------------------------------------------------------------------------
+    def subscribe(self, job_id: str) -> queue.Queue:
+        """A queue receiving the job's events from now on (``finished`` is the last one)."""
+        q: queue.Queue = queue.Queue()
+        with self._lock:
+            self._subscribers.setdefault(job_id, []).append(q)
+        return q
+
+    def unsubscribe(self, job_id: str, q: queue.Queue) -> None:
+        with self._lock:
+            subs = self._subscribers.get(job_id, [])
+            if q in subs:
+                subs.remove(q)
+            if not subs:
+                self._subscribers.pop(job_id, None)
+
+    def _publish(self, job_id: str, event: dict[str, Any]) -> None:
+        with self._lock:
+            subs = list(self._subscribers.get(job_id, []))
+        event = {"job_id": job_id, "time": time.time(), **event}
+        for q in subs:
+            q.put(event)
+
+    def _publish_final(self, job: JobRecord) -> None:
+        self._publish(job.job_id, {"type": "finished", "job": job})
+
+    # -- scheduling --------------------------------------------------------------------------
+    def _cluster_resources(self) -> dict[str, float]:
+        try:
+            return ray.cluster_resources()
+        except Exception as exc:  # noqa: BLE001
+            raise ClusterUnavailable(f"the Ray cluster is unreachable: {exc}") from None
+
+    def _free(self) -> dict[str, float]:
+        free = dict(self._cluster_resources())
+        for running in self._running.values():
+            for kind, amount in running.reserved.items():
+                free[kind] = free.get(kind, 0.0) - amount
+        return free
+
+    def _schedule_loop(self) -> None:
+        while True:
+            with self._wake:
+                if self._stopping:
+                    return
+                try:
+                    self._admit()
+                except Exception:  # noqa: BLE001 - keep scheduling whatever one job did
+                    log.exception("admission failed")
+                self._wake.wait(timeout=1.0)
+
+    def _admit(self) -> None:
+        """Start queued jobs in FIFO order while the head of the queue fits."""
+        for job in self.store.in_states(JobState.QUEUED):
+            spec = parse_spec(job.spec)
+            need = required_resources(spec)
+            free = self._free()
+            if any(amount > free.get(kind, 0.0) + 1e-9 for kind, amount in need.items()):
+                return  # strict FIFO: later jobs wait behind the head of the queue
+            self._start(job, spec, need)
+
+    def _start(self, job: JobRecord, spec: JobSpec, need: dict[str, float]) -> None:
+        self.store.transition(
+            job.job_id, JobState.STARTING, started_at=time.time(), attempts=job.attempts + 1
+        )
+        self._publish(job.job_id, {"type": "state", "state": JobState.STARTING.value})
+        try:
+            supervisor = (
+                ray.remote(JobSupervisor)
+                .options(
+                    name=actor_name(job.job_id, "supervisor"),
+                    namespace=NAMESPACE,
+                    lifetime="detached",
+                    num_cpus=0,
+                    max_concurrency=1000,
+                )
+                .remote(job.job_id, spec.to_dict(), job.run_dir, str(self.config.data_root))
+            )
+            supervisor.run.remote()
+        except Exception as exc:  # noqa: BLE001
+            failed = self.store.transition(
+                job.job_id, JobState.FAILED, error=f"could not start: {exc}"
+            )
+            self._publish_final(failed)
+            return
+        self._watch(job.job_id, _Running(supervisor, need))
+
+    def _watch(self, job_id: str, running: _Running) -> None:
+        with self._lock:
+            self._running[job_id] = running
+        running.thread = threading.Thread(
+            target=self._monitor, args=(job_id, running), name=f"ps-monitor-{job_id}", daemon=True
+        )
+        running.thread.start()
+
+    def _monitor(self, job_id: str, running: _Running) -> None:
+        """Relay a job's events to the store and subscribers until it ends, then record the end."""
+        cursor, error = 0, ""
+        try:
+            while True:
+                events, cursor, done = ray.get(
+                    running.supervisor.poll.remote(cursor, 1.0), timeout=60
+                )
+                for event in events:
+                    self._on_event(job_id, event)
+                if done:
+                    break
+                if self._stopping:
+                    return
+            outcome = ray.get(running.supervisor.outcome.remote(), timeout=30)
+        except Exception as exc:  # noqa: BLE001 - the supervisor died or Ray failed
+            outcome, error = None, f"the job's supervisor died: {exc}"
+        with contextlib.suppress(Exception):
+            ray.kill(running.supervisor, no_restart=True)
+        if outcome is not None and outcome.get("result"):
+            result = outcome["result"]
+            progress = {
+                **(self.store.get(job_id).progress or {}),
+                "step": result["steps"],
+                "epoch": result["epochs"],
+            }
+            final = self._finish(job_id, JobState.SUCCEEDED, result=result, progress=progress)
+        elif running.cancel_requested or (outcome or {}).get("cancelled"):
+            final = self._finish(job_id, JobState.CANCELLED, error="cancelled")
+        else:
+            final = self._finish(
+                job_id, JobState.FAILED, error=(outcome or {}).get("error") or error
+            )
+        with self._wake:
+            self._running.pop(job_id, None)
+            self._wake.notify_all()
+        if final:
+            self._publish_final(final)
+
+    def _finish(self, job_id: str, state: JobState, **fields: Any) -> JobRecord | None:
+        try:
+            return self.store.transition(job_id, state, **fields)
+        except Exception:  # noqa: BLE001 - already terminal (e.g. deleted meanwhile)
+            log.exception("could not record the end of %s", job_id)
+            return None
+
+    def _on_event(self, job_id: str, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "state" and event["state"] == JobState.RUNNING.value:
+            self.store.transition(job_id, JobState.RUNNING)
+            self.store.update(
+                job_id, progress={"step": 0, "total_steps": event.get("total_steps", 0)}
+            )
+        elif kind == "progress":
+            self.store.update(job_id, progress=event)
+        if kind in ("state", "progress", "evaluation"):
+            self._publish(job_id, event)

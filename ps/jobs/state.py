@@ -1,0 +1,25 @@
+"""Job states and the rule that terminal states are final."""
+
+from __future__ import annotations
+
+import enum
+
+
+class JobState(str, enum.Enum):
+    """The lifecycle of a job: QUEUED → STARTING → RUNNING → SUCCEEDED | FAILED | CANCELLED."""
+
+    QUEUED = "QUEUED"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+    def is_active(self) -> bool:
+        return self in (JobState.STARTING, JobState.RUNNING)
+
+
+TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
