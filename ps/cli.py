@@ -59,7 +59,14 @@ class ProgressView:
         )
         self.task = None
         self.total = 0
-        self.fields = {"epoch": 0.0, "loss": None, "val_acc": None, "sps": None}
+        self.fields = {
+            "epoch": 0.0,
+            "loss": None,
+            "val_acc": None,
+            "gap": None,
+            "lr": None,
+            "sps": None,
+        }
 
     def __enter__(self) -> ProgressView:
         self.progress.__enter__()
@@ -75,29 +82,44 @@ class ProgressView:
             parts.append(f"loss {f['loss']:.4f}")
         if f["val_acc"] is not None:
             parts.append(f"val_acc {f['val_acc']:.3f}")
+        if f["gap"] is not None:
+            parts.append(f"gap {f['gap']:+.4f}")
+        if f["lr"] is not None:
+            parts.append(f"lr {f['lr']:.2e}")
         if f["sps"] is not None:
             parts.append(f"{f['sps']:,.0f} samples/s")
         return "  ".join(parts)
 
     def __call__(self, event: dict[str, Any]) -> None:
+        """Show one job event (optional fields may be missing or None)."""
         kind = event["type"]
-        if kind == "state" and event["state"] == "RUNNING":
-            self.total = event["total_steps"]
-            self.task = self.progress.add_task("training", total=event["total_steps"], info="")
+        if kind == "state" and event["state"] == "RUNNING" and self.task is None:
+            self.total = int(event.get("total_steps") or 0)
+            self.task = self.progress.add_task("training", total=self.total, info="")
         if self.task is None:
             return
+        step = (
+            min(int(event.get("step") or 0), self.total)
+            if self.total
+            else int(event.get("step") or 0)
+        )
         if kind == "progress":
             self.fields.update(
-                epoch=event["epoch"], loss=event["train_loss"], sps=event["samples_per_s"]
+                epoch=event.get("epoch", 0.0),
+                loss=event.get("train_loss"),
+                sps=event.get("samples_per_s"),
             )
-            self.progress.update(
-                self.task, completed=min(event["step"], event["total_steps"]), info=self._info()
-            )
+            self.progress.update(self.task, completed=step, info=self._info())
         elif kind == "evaluation":
-            self.fields.update(epoch=event["epoch"], val_acc=event["val_accuracy"])
-            if event["val_loss"] is None:
-                self.fields["loss"] = event["train_loss"]
-            self.progress.update(self.task, completed=event["step"], info=self._info())
+            self.fields.update(
+                epoch=event.get("epoch", 0.0),
+                val_acc=event.get("val_accuracy"),
+                gap=event.get("generalization_gap"),
+                lr=event.get("learning_rate"),
+            )
+            if event.get("val_loss") is None:
+                self.fields["loss"] = event.get("train_loss")
+            self.progress.update(self.task, completed=step, info=self._info())
         elif kind == "result":
             self.progress.update(self.task, completed=event["result"]["steps"])
 
@@ -158,6 +180,13 @@ def serve(
         str, typer.Option(help="address to bind (non-loopback needs a token)")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="gRPC port (0: any free port)")] = 50051,
+    metrics_port: Annotated[
+        int,
+        typer.Option(help="Prometheus /metrics port on the same host (0: any free port, -1: off)"),
+    ] = 9464,
+    metrics_retention: Annotated[
+        float, typer.Option(help="seconds a finished job's metric series stay")
+    ] = 300.0,
     ray_address: Annotated[
         str | None,
         typer.Option(
@@ -186,14 +215,19 @@ def serve(
     max_queue: Annotated[int, typer.Option(help="queued jobs beyond this are refused")] = 100,
 ) -> None:
     """Run the training service until SIGINT/SIGTERM."""
+    import contextlib
     import os
     import signal
     import threading
 
+    from prometheus_client import CollectorRegistry, disable_created_metrics
+
+    from ps.api.metrics_http import serve_metrics
     from ps.api.server import ServerConfig, read_token, run_server
     from ps.jobs.manager import JobManager, ManagerConfig
     from ps.jobs.runner import ray_session
     from ps.jobs.store import JobStore
+    from ps.metrics import ServiceMetrics
 
     if bool(tls_cert) != bool(tls_key):
         _fail(PSError("--tls-cert and --tls-key go together"))
@@ -205,7 +239,10 @@ def serve(
         store = JobStore(db or storage / "jobs.db")
         config = ServerConfig(host=host, port=port, token=token, tls_cert=tls_cert, tls_key=tls_key)
         stop = threading.Event()
-        with ray_session(ray_address, namespace="ps"):
+        disable_created_metrics()  # *_created series only add noise to every scrape
+        registry = CollectorRegistry()
+        metrics = ServiceMetrics(registry, store.count_by_state, metrics_retention)
+        with ray_session(ray_address, namespace="ps"), contextlib.ExitStack() as stack:
             # After ray.init, which installs handlers of its own: a signal stops us cleanly.
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: stop.set())
@@ -214,17 +251,21 @@ def serve(
                 ManagerConfig(
                     storage=storage.resolve(), data_root=root.resolve(), max_queue=max_queue
                 ),
+                metrics,
             )
             manager.start()
-            with run_server(config, manager) as (_, bound):
-                scheme = "TLS" if tls_cert else "plaintext"
-                auth = "token auth" if token else "no auth (loopback only)"
-                print(
-                    f"psctl serve: listening on {host}:{bound} ({scheme}, {auth}); storage {storage}",
-                    flush=True,
-                )
-                stop.wait()
-            manager.shutdown()
+            stack.callback(manager.shutdown)
+            _, bound = stack.enter_context(run_server(config, manager, metrics))
+            scheme = "TLS" if tls_cert else "plaintext"
+            auth = "token auth" if token else "no auth (loopback only)"
+            print(
+                f"psctl serve: listening on {host}:{bound} ({scheme}, {auth}); storage {storage}",
+                flush=True,
+            )
+            if metrics_port >= 0:
+                mport = stack.enter_context(serve_metrics(registry, host, metrics_port, token))
+                print(f"psctl serve: metrics on http://{host}:{mport}/metrics", flush=True)
+            stop.wait()
     except PSError as exc:
         _fail(exc)
 
@@ -324,6 +365,8 @@ def _follow(client, job_id: str, quiet: bool = False):
     """Stream a job's events into the progress view; returns the finished job."""
     from google.protobuf import json_format
 
+    from ps.api.convert import state_from_proto
+
     final = None
     with ProgressView(quiet) as view:
         for event in client.watch(job_id):
@@ -334,35 +377,10 @@ def _follow(client, job_id: str, quiet: bool = False):
                 data = json_format.MessageToDict(
                     getattr(event, kind), preserving_proto_field_name=True
                 )
-                data.setdefault("train_loss", None)
-                data.setdefault("val_accuracy", None)
-                data.setdefault("val_loss", None)
-                data.setdefault("samples_per_s", 0.0)
-                data.setdefault("step", 0)
-                data.setdefault("epoch", 0.0)
-                data.setdefault("total_steps", view.total or 0)
-                view(
-                    {
-                        "type": kind,
-                        **{
-                            k: (int(v) if k in ("step", "total_steps", "samples") else v)
-                            for k, v in data.items()
-                        },
-                    }
-                )
-            elif kind == "state":
-                from ps.api.convert import state_from_proto
-
-                state = state_from_proto(event.state).value
-                if state == "RUNNING" and view.task is None:
-                    job = client.get(job_id)
-                    view(
-                        {
-                            "type": "state",
-                            "state": "RUNNING",
-                            "total_steps": job.progress.total_steps,
-                        }
-                    )
+                view({"type": kind, **data})
+            elif kind == "state" and state_from_proto(event.state).value == "RUNNING":
+                total = client.get(job_id).progress.total_steps
+                view({"type": "state", "state": "RUNNING", "total_steps": total})
     return final or client.get(job_id)
 
 
@@ -471,6 +489,33 @@ def export(
     except Exception as exc:  # noqa: BLE001
         _grpc_fail(exc)
     Console().print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+@app.command()
+def plot(
+    target: Annotated[str, typer.Argument(help="a run directory, or a job id on the service")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write")] = Path(
+        "curves.png"
+    ),
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    tls_ca: CaOpt = None,
+) -> None:
+    """Draw training vs validation loss and accuracy against steps (gap shaded, best step marked)."""
+    from ps.plot import plot_curves
+
+    run_dir = Path(target)
+    if not run_dir.is_dir():
+        try:
+            with _client(server, token, tls_ca) as client:
+                run_dir = Path(client.get(target).run_dir)
+        except Exception as exc:  # noqa: BLE001
+            _grpc_fail(exc)
+    try:
+        path = plot_curves(run_dir, output)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(PSError(str(exc)))
+    Console().print(f"wrote {path}")
 
 
 def main() -> None:

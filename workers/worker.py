@@ -13,6 +13,7 @@ import numpy as np
 import ray
 import torch
 
+from ps.metrics import LATENCY_BUCKETS, Buckets
 from ps.spec import JobSpec, parse_spec
 from workers.data import epoch_batches
 from workers.evaluation import loss_fn
@@ -74,6 +75,8 @@ class Worker:
         self.batches = batches
         self.budget = budget
         self._order: tuple[int, list[np.ndarray]] | None = None
+        self.pull_hist = Buckets(LATENCY_BUCKETS)
+        self.push_hist = Buckets(LATENCY_BUCKETS)
 
     def _batch(self, clock: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         epoch, b = divmod(clock, self.batches)
@@ -107,6 +110,7 @@ class Worker:
         window = {"loss_sum": 0.0, "steps": 0, "samples": 0}
         last_report = time.monotonic()
         statuses: dict[str, int] = {}
+        norm = None
         while clock < self.budget:
             t0 = time.perf_counter()
             read = self._pull(clock)
@@ -137,6 +141,8 @@ class Worker:
             totals["pull_s"] += t1 - t0
             totals["compute_s"] += t2 - t1
             totals["push_s"] += t3 - t2
+            self.pull_hist.observe(t1 - t0)
+            self.push_hist.observe(t3 - t2)
             window["loss_sum"] += float(loss)
             window["steps"] += 1
             window["samples"] += len(x)
@@ -146,16 +152,20 @@ class Worker:
                 window = {"loss_sum": 0.0, "steps": 0, "samples": 0}
                 last_report = now
         if window["steps"]:
-            self._report(clock, clock // self.batches, window, None)
+            self._report(clock, clock // self.batches, window, norm, final=True)
         return {
             "worker": self.index,
             "clock": clock,
             "samples": samples,
             "acks": statuses,
+            "pull_hist": self.pull_hist.to_dict(),
+            "push_hist": self.push_hist.to_dict(),
             **totals,
         }
 
-    def _report(self, clock: int, epoch: int, window: dict, norm: float | None) -> None:
+    def _report(
+        self, clock: int, epoch: int, window: dict, norm: float | None, final: bool = False
+    ) -> None:
         report = {
             "worker": self.index,
             "clock": clock,
@@ -164,6 +174,9 @@ class Worker:
             "steps": window["steps"],
             "samples": window["samples"],
             "grad_norm": norm,
+            "final": final,
+            "pull_hist": self.pull_hist.to_dict(),
+            "push_hist": self.push_hist.to_dict(),
         }
         if norm is not None and len(self.flat.layers) <= 64:
             report["layer_grad_norms"] = self.flat.layer_norms()

@@ -14,9 +14,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ps.api.auth import TokenAuthInterceptor
+from ps.api.observe import MetricsInterceptor
 from ps.api.servicer import TrainingServicer
 from ps.errors import PSError
 from ps.jobs.manager import JobManager
+from ps.metrics import ServiceMetrics
 from ps.v1 import training_pb2, training_pb2_grpc
 
 SERVICE_NAME = training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name
@@ -56,7 +58,9 @@ def read_token(path: Path | None, env_value: str | None = None) -> str | None:
 
 
 @contextlib.contextmanager
-def run_server(config: ServerConfig, manager: JobManager) -> Iterator[tuple[grpc.Server, int]]:
+def run_server(
+    config: ServerConfig, manager: JobManager, metrics: ServiceMetrics | None = None
+) -> Iterator[tuple[grpc.Server, int]]:
     """Start the gRPC server; yields ``(server, bound port)`` and stops it on exit.
 
     Raises:
@@ -67,7 +71,9 @@ def run_server(config: ServerConfig, manager: JobManager) -> Iterator[tuple[grpc
             f"refusing to listen on {config.host} without a token: pass --token-file (or PS_TOKEN), "
             "and preferably --tls-cert/--tls-key"
         )
-    interceptors = [TokenAuthInterceptor(config.token)] if config.token else []
+    interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(metrics)] if metrics else []
+    if config.token:
+        interceptors.append(TokenAuthInterceptor(config.token))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers), interceptors=interceptors
     )

@@ -20,15 +20,23 @@ from typing import Any
 import ray
 
 from ps.errors import SpecError
-from ps.jobs.errors import ClusterUnavailable, JobNotFinished, QueueFull, ResourceError
+from ps.jobs.errors import ClusterUnavailable, JobExists, JobNotFinished, QueueFull, ResourceError
 from ps.jobs.runner import required_resources
 from ps.jobs.state import JobState
 from ps.jobs.store import JobRecord, JobStore
 from ps.jobs.supervisor import JobSupervisor, actor_name, prepare
+from ps.metrics import ServiceMetrics
 from ps.spec import JobSpec, parse_spec
 from workers.data import resolve_path
 
 log = logging.getLogger(__name__)
+_OUTCOMES = {
+    SpecError: "invalid",
+    JobExists: "duplicate",
+    ResourceError: "too_large",
+    QueueFull: "queue_full",
+    ClusterUnavailable: "unavailable",
+}
 
 NAMESPACE = "ps"
 JOB_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
@@ -64,9 +72,12 @@ class _Running:
 class JobManager:
     """Submits, queues, starts, watches and cancels jobs; the store is the source of truth."""
 
-    def __init__(self, store: JobStore, config: ManagerConfig) -> None:
+    def __init__(
+        self, store: JobStore, config: ManagerConfig, metrics: ServiceMetrics | None = None
+    ) -> None:
         self.store = store
         self.config = config
+        self.metrics = metrics
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._running: dict[str, _Running] = {}
@@ -109,6 +120,20 @@ class JobManager:
 
     # -- requests ----------------------------------------------------------------------------
     def submit(self, spec_data: dict[str, Any] | JobSpec, job_id: str | None = None) -> JobRecord:
+        """Validate and enqueue a job (see :meth:`_submit`), counting the outcome."""
+        try:
+            record = self._submit(spec_data, job_id)
+        except Exception as exc:
+            self._count_submission(_OUTCOMES.get(type(exc), "error"))
+            raise
+        self._count_submission("accepted")
+        return record
+
+    def _count_submission(self, outcome: str) -> None:
+        if self.metrics:
+            self.metrics.submissions.labels(outcome).inc()
+
+    def _submit(self, spec_data: dict[str, Any] | JobSpec, job_id: str | None = None) -> JobRecord:
         """Validate and enqueue a job; it starts as soon as the cluster has room.
 
         Raises:
@@ -343,6 +368,8 @@ class JobManager:
         with self._wake:
             self._running.pop(job_id, None)
             self._wake.notify_all()
+        if self.metrics:
+            self.metrics.telemetry.end(job_id)
         if final:
             self._publish_final(final)
 
@@ -355,6 +382,8 @@ class JobManager:
 
     def _on_event(self, job_id: str, event: dict[str, Any]) -> None:
         kind = event["type"]
+        if self.metrics:
+            self.metrics.telemetry.update(job_id, event)
         if kind == "state" and event["state"] == JobState.RUNNING.value:
             self.store.transition(job_id, JobState.RUNNING)
             self.store.update(

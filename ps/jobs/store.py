@@ -144,6 +144,13 @@ class JobStore:
             ).fetchall()
         return [_row(r) for r in rows]
 
+    def count_by_state(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"
+            ).fetchall()
+        return {r["state"]: r["n"] for r in rows}
+
     def transition(self, job_id: str, state: JobState, **fields: Any) -> JobRecord:
         """Move a job to ``state``, updating ``fields`` (started_at, result, error, ...).
 

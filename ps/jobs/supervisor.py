@@ -20,6 +20,8 @@ import torch
 
 from ps.errors import PSError, SpecError
 from ps.jobs.plan import JobPlan
+from ps.metrics import LATENCY_BUCKETS, STALENESS_BUCKETS, Buckets
+from ps.plot import plot_curves
 from ps.server.checkpoint import write_checkpoint
 from ps.server.plan import shard_plan
 from ps.server.shard import ParameterShard
@@ -32,6 +34,7 @@ from workers.worker import Worker
 
 TRAIN_EVAL_ROWS = 20_000  # the training-loss curve is measured on at most this many rows
 PROGRESS_EVERY_S = 0.25
+TELEMETRY_EVERY_S = 1.0
 
 
 class JobCancelled(PSError):
@@ -93,6 +96,9 @@ class JobSupervisor:
         self._started = time.monotonic()
         self._metrics_file = None
         self._outcome: dict[str, Any] | None = None
+        self._worker_hists: dict[int, dict[str, Any]] = {}
+        self._workers_finished = 0
+        self._checkpoint_hist = Buckets(LATENCY_BUCKETS)
 
     # -- events ------------------------------------------------------------------------------
     def _cond(self) -> asyncio.Condition:
@@ -129,9 +135,13 @@ class JobSupervisor:
     async def report(self, report: dict[str, Any]) -> None:
         """Progress from a worker (fire and forget)."""
         self._reports[report["worker"]] = report
+        self._worker_hists[report["worker"]] = {
+            "pull": report["pull_hist"],
+            "push": report["push_hist"],
+        }
         self._samples += report["samples"]
         now = time.monotonic()
-        if now - self._last_progress < PROGRESS_EVERY_S:
+        if now - self._last_progress < PROGRESS_EVERY_S and not report.get("final"):
             return
         self._last_progress = now
         clocks = [r["clock"] for r in self._reports.values()]
@@ -152,6 +162,50 @@ class JobSupervisor:
                 "layer_grad_norms": report.get("layer_grad_norms"),
             }
         )
+
+    # -- telemetry (cumulative figures for Prometheus) ----------------------------------------
+    def _telemetry(self, stats: list[dict[str, Any]], samples: int) -> dict[str, Any]:
+        hist = {"pull": Buckets(LATENCY_BUCKETS), "push": Buckets(LATENCY_BUCKETS)}
+        for worker in self._worker_hists.values():
+            for key in hist:
+                hist[key].add(worker[key])
+        update, staleness = Buckets(LATENCY_BUCKETS), Buckets(STALENESS_BUCKETS)
+        rejected: dict[str, int] = {}
+        for s in stats:
+            update.add(s["update_hist"])
+            for reason, n in s["rejected"].items():
+                rejected[reason] = rejected.get(reason, 0) + n
+        # Every shard sees every push, so one shard's staleness record counts each gradient once.
+        for value, n in stats[0]["staleness"].items():
+            staleness.observe(int(value), n)
+        workers = len(self.workers) or self.spec.training.workers
+        return {
+            "steps": min(s["version"] for s in stats),
+            "samples": samples,
+            "learning_rate": stats[0]["lr"],
+            "workers": {
+                "running": workers - self._workers_finished,
+                "finished": self._workers_finished,
+            },
+            "worker_restarts": 0,
+            "rejected": rejected,
+            "bytes_pushed": sum(s["bytes_pushed"] for s in stats),
+            "bytes_pulled": sum(s["bytes_pulled"] for s in stats),
+            "histograms": {
+                **{k: h.to_dict() for k, h in hist.items()},
+                "update": update.to_dict(),
+                "staleness": staleness.to_dict(),
+                "checkpoint": self._checkpoint_hist.to_dict(),
+            },
+        }
+
+    async def _telemetry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TELEMETRY_EVERY_S)
+            stats = await asyncio.gather(*[s.stats.remote() for s in self.shards])
+            await self._emit(
+                {"type": "telemetry", "telemetry": self._telemetry(stats, self._samples)}
+            )
 
     # -- the job -----------------------------------------------------------------------------
     async def cancel(self) -> None:
@@ -267,13 +321,26 @@ class JobSupervisor:
             for s in self.shards:
                 await s.stop.remote()
 
-        runs = [w.run.remote(0) for w in self.workers]
+        runs = [self._run_worker(w) for w in self.workers]
         finished = asyncio.ensure_future(self._await_workers(runs))
-        stop_reason = await self._watch(plan)
-        worker_totals = await finished
+        telemetry = asyncio.ensure_future(self._telemetry_loop())
+        try:
+            stop_reason = await self._watch(plan)
+            worker_totals = await finished
+        finally:
+            telemetry.cancel()
         if self.cancelled:
             raise JobCancelled(f"job {self.job_id} was cancelled")
         return await self._finish(stop_reason, worker_totals)
+
+    async def _run_worker(self, worker) -> dict[str, Any]:
+        totals = await worker.run.remote(0)
+        self._workers_finished += 1
+        self._worker_hists[totals["worker"]] = {
+            "pull": totals["pull_hist"],
+            "push": totals["push_hist"],
+        }
+        return totals
 
     async def _await_workers(self, runs: list) -> list[dict[str, Any]]:
         try:
@@ -334,9 +401,11 @@ class JobSupervisor:
             "best_value": self.best["value"] if self.best else None,
             "evaluations": len(self.history),
         }
+        t0 = time.perf_counter()
         write_checkpoint(
             self.run_dir / "checkpoints", version, shards, meta, self.spec.checkpoint.keep
         )
+        self._checkpoint_hist.observe(time.perf_counter() - t0)
 
     async def _evaluate(self, step: int, params: np.ndarray, lr: float) -> dict[str, Any]:
         d, loss = self.data, self.spec.model.loss
@@ -432,6 +501,13 @@ class JobSupervisor:
             ],
         }
         (self.run_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
+        if self._metrics_file:
+            self._metrics_file.flush()
+        try:
+            plot_curves(self.run_dir, self.run_dir / "curves.png")
+        except Exception as exc:  # noqa: BLE001 - a plotting problem must not fail a trained job
+            result["curves_error"] = str(exc)
+        await self._emit({"type": "telemetry", "telemetry": self._telemetry(stats, samples)})
         await self._emit({"type": "result", "result": result})
         return result
 

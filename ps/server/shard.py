@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ps.metrics import LATENCY_BUCKETS, Buckets
 from ps.optim import build
 from ps.server.gate import ClockGate
 
@@ -84,6 +85,7 @@ class ShardCore:
         self.version_lag: Counter[int] = Counter()
         self.lr = self.optimizer.lr_at(0)
         self.timing = {"update_seconds": 0.0, "updates": 0, "bytes_pushed": 0, "bytes_pulled": 0}
+        self.update_hist = Buckets(LATENCY_BUCKETS)
 
     # -- reads -------------------------------------------------------------------------------
     def may_pull(self, clock: int) -> bool:
@@ -167,7 +169,9 @@ class ShardCore:
     def _apply(self, grad: torch.Tensor, norm: float | None) -> None:
         t0 = time.perf_counter()
         self.lr = self.optimizer.step(self.params, grad, self.state, grad_norm=norm)
-        self.timing["update_seconds"] += time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
+        self.timing["update_seconds"] += elapsed
+        self.update_hist.observe(elapsed)
         self.timing["updates"] += 1
         self.version += 1
         if self.max_version is not None and self.version >= self.max_version:
@@ -219,6 +223,7 @@ class ShardCore:
             "staleness": dict(self.staleness),
             "version_lag": dict(self.version_lag),
             "clocks": list(self.gate.clocks),
+            "update_hist": self.update_hist.to_dict(),
             **self.timing,
         }
 

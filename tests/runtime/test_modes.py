@@ -34,7 +34,7 @@ def test_digits_reaches_095_and_staleness_is_bounded(ray_runtime, tmp_path, mode
     elif mode == "ssp":
         assert max(staleness) <= 1
     # The run directory is complete and the history has one evaluation per epoch.
-    for name in ("model.pt", "spec.yaml", "result.json", "metrics.jsonl"):
+    for name in ("model.pt", "spec.yaml", "result.json", "metrics.jsonl", "curves.png"):
         assert (tmp_path / name).is_file()
     history = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     evaluations = [e for e in history if e["type"] == "evaluation"]

@@ -1,0 +1,363 @@
+"""Every Prometheus metric of the project, defined once, against a passed-in registry.
+
+Service metrics are ordinary prometheus_client objects. Per-job training metrics come from the
+job's actors through the supervisor (workers report to it, it polls the shards) as *cumulative*
+snapshots, kept here in :class:`JobTelemetry` and rendered at scrape time by a collector — so a
+lost event never skews a counter, and a job's series disappear ``retention_s`` after it ends.
+
+Histograms cross process boundaries as :class:`Buckets` (counts per bucket bound + sum), with the
+bucket bounds below as the single definition.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+STALENESS_BUCKETS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128)
+JOB_STATES = ("QUEUED", "STARTING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+SUBMISSION_OUTCOMES = (
+    "accepted",
+    "invalid",
+    "duplicate",
+    "too_large",
+    "queue_full",
+    "unavailable",
+    "error",
+)
+REJECT_REASONS = ("non_finite", "duplicate", "stopped")
+WORKER_STATES = ("running", "finished")
+
+
+class Buckets:
+    """A histogram as plain data: counts per upper bound (non-cumulative), +Inf, sum.
+
+    Cheap to fill in a hot loop and to ship through Ray; merged by adding.
+    """
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float, n: int = 1) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += n
+        self.sum += value * n
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"counts": list(self.counts), "sum": self.sum}
+
+    def add(self, data: dict[str, Any]) -> None:
+        for i, c in enumerate(data["counts"]):
+            self.counts[i] += c
+        self.sum += data["sum"]
+
+
+def _hist_family(
+    name: str, doc: str, label_names: list[str], series: Iterable[tuple[list[str], dict]], bounds
+) -> HistogramMetricFamily:
+    fam = HistogramMetricFamily(name, doc, labels=label_names)
+    for labels, data in series:
+        cumulative, running = [], 0
+        for bound, count in zip((*bounds, float("inf")), data["counts"], strict=True):
+            running += count
+            cumulative.append((_le(bound), running))
+        fam.add_metric(labels, cumulative, data["sum"])
+    return fam
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(float(bound))
+
+
+@dataclass
+class JobSeries:
+    """The latest cumulative figures of one job."""
+
+    job_id: str
+    steps: int = 0
+    samples: int = 0
+    epoch: float = 0.0
+    train_loss: float | None = None
+    validation_loss: float | None = None
+    validation_accuracy: float | None = None
+    generalization_gap: float | None = None
+    learning_rate: float | None = None
+    gradient_norm: dict[str, float] = field(default_factory=dict)
+    workers: dict[str, int] = field(default_factory=dict)
+    worker_restarts: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    bytes_pushed: int = 0
+    bytes_pulled: int = 0
+    histograms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ended_at: float | None = None
+
+
+HISTOGRAMS = {
+    "push": (
+        "ps_push_duration_seconds",
+        "Time for a worker to push a gradient to every shard.",
+        LATENCY_BUCKETS,
+    ),
+    "pull": (
+        "ps_pull_duration_seconds",
+        "Time for a worker to pull the parameters from every shard (incl. gate waits).",
+        LATENCY_BUCKETS,
+    ),
+    "update": (
+        "ps_update_duration_seconds",
+        "Time a shard spends applying one optimizer update.",
+        LATENCY_BUCKETS,
+    ),
+    "staleness": (
+        "ps_gradient_staleness_steps",
+        "Staleness of applied gradients in steps (clock minus slowest clock at read).",
+        STALENESS_BUCKETS,
+    ),
+    "checkpoint": (
+        "ps_checkpoint_duration_seconds",
+        "Time to write one checkpoint.",
+        LATENCY_BUCKETS,
+    ),
+}
+
+
+class JobTelemetry(Collector):
+    """Per-job training metrics: updated from job events, rendered at scrape time.
+
+    Args:
+        retention_s: how long a finished job's series stay visible.
+        clock: time source (tests pass their own).
+    """
+
+    def __init__(self, retention_s: float = 300.0, clock: Callable[[], float] = time.time) -> None:
+        self.retention_s = retention_s
+        self.clock = clock
+        self._jobs: dict[str, JobSeries] = {}
+        self._lock = threading.Lock()
+
+    def update(self, job_id: str, event: dict[str, Any]) -> None:
+        """Fold a supervisor event (progress, evaluation, telemetry) into the job's series."""
+        with self._lock:
+            s = self._jobs.setdefault(job_id, JobSeries(job_id))
+            kind = event.get("type")
+            if kind == "evaluation":
+                s.validation_loss = event.get("val_loss")
+                s.validation_accuracy = event.get("val_accuracy")
+                s.generalization_gap = event.get("generalization_gap")
+                s.learning_rate = event.get("learning_rate")
+                s.epoch = max(s.epoch, event.get("epoch") or 0.0)
+            elif kind == "progress":
+                s.train_loss = event.get("train_loss")
+                s.epoch = max(s.epoch, event.get("epoch") or 0.0)
+                norms = dict(event.get("layer_grad_norms") or {})
+                if event.get("grad_norm") is not None:
+                    norms["global"] = event["grad_norm"]
+                if norms:
+                    s.gradient_norm = norms
+            tel = event.get("telemetry")
+            if tel:
+                s.steps = tel["steps"]
+                s.samples = tel["samples"]
+                s.workers = dict(tel["workers"])
+                s.worker_restarts = tel.get("worker_restarts", 0)
+                s.rejected = dict(tel["rejected"])
+                s.bytes_pushed = tel["bytes_pushed"]
+                s.bytes_pulled = tel["bytes_pulled"]
+                s.histograms = dict(tel["histograms"])
+                if tel.get("learning_rate") is not None:
+                    s.learning_rate = tel["learning_rate"]
+
+    def end(self, job_id: str) -> None:
+        """The job ended: its series go away ``retention_s`` from now."""
+        with self._lock:
+            if job_id in self._jobs:
+                self._jobs[job_id].ended_at = self.clock()
+
+    def jobs(self) -> list[str]:
+        self._expire()
+        with self._lock:
+            return sorted(self._jobs)
+
+    def _expire(self) -> None:
+        now = self.clock()
+        with self._lock:
+            for job_id in [
+                j
+                for j, s in self._jobs.items()
+                if s.ended_at is not None and now - s.ended_at >= self.retention_s
+            ]:
+                del self._jobs[job_id]
+
+    def collect(self) -> Iterator:
+        self._expire()
+        with self._lock:
+            jobs = [JobSeries(**vars(s)) for s in self._jobs.values()]
+        j = ["job_id"]
+
+        def counter(name, doc, get, extra=None):
+            fam = CounterMetricFamily(name, doc, labels=j + ([extra[0]] if extra else []))
+            for s in jobs:
+                if extra:
+                    for value in extra[1]:
+                        fam.add_metric([s.job_id, value], get(s).get(value, 0))
+                else:
+                    fam.add_metric([s.job_id], get(s))
+            return fam
+
+        def gauge(name, doc, get):
+            fam = GaugeMetricFamily(name, doc, labels=j)
+            for s in jobs:
+                value = get(s)
+                if value is not None:
+                    fam.add_metric([s.job_id], value)
+            return fam
+
+        yield counter(
+            "ps_job_steps", "Parameter-server updates applied (versions).", lambda s: s.steps
+        )
+        yield counter(
+            "ps_job_samples", "Training samples consumed by the workers.", lambda s: s.samples
+        )
+        yield gauge("ps_job_epoch", "Epochs completed (fractional).", lambda s: s.epoch)
+        yield gauge("ps_job_train_loss", "Recent minibatch training loss.", lambda s: s.train_loss)
+        yield gauge(
+            "ps_job_validation_loss",
+            "Validation loss at the latest evaluation.",
+            lambda s: s.validation_loss,
+        )
+        yield gauge(
+            "ps_job_validation_accuracy",
+            "Validation accuracy at the latest evaluation.",
+            lambda s: s.validation_accuracy,
+        )
+        yield gauge(
+            "ps_job_generalization_gap",
+            "Validation loss minus training loss at the latest evaluation.",
+            lambda s: s.generalization_gap,
+        )
+        yield gauge(
+            "ps_job_learning_rate", "Learning rate of the latest update.", lambda s: s.learning_rate
+        )
+        norm = GaugeMetricFamily(
+            "ps_job_gradient_norm",
+            "Gradient L2 norm: layer=global, or per parameter tensor.",
+            labels=["job_id", "layer"],
+        )
+        for s in jobs:
+            for layer, value in s.gradient_norm.items():
+                norm.add_metric([s.job_id, layer], value)
+        yield norm
+        workers = GaugeMetricFamily(
+            "ps_job_workers", "Worker actors of the job by state.", labels=["job_id", "state"]
+        )
+        for s in jobs:
+            for state in WORKER_STATES:
+                workers.add_metric([s.job_id, state], s.workers.get(state, 0))
+        yield workers
+        yield counter(
+            "ps_job_worker_restarts",
+            "Worker actors replaced after a failure.",
+            lambda s: s.worker_restarts,
+        )
+        yield counter(
+            "ps_gradients_rejected",
+            "Gradients the shards refused, by reason.",
+            lambda s: s.rejected,
+            ("reason", REJECT_REASONS),
+        )
+        yield counter(
+            "ps_bytes_pushed", "Gradient bytes received by the shards.", lambda s: s.bytes_pushed
+        )
+        yield counter(
+            "ps_bytes_pulled", "Parameter bytes sent by the shards.", lambda s: s.bytes_pulled
+        )
+        for key, (name, doc, bounds) in HISTOGRAMS.items():
+            yield _hist_family(
+                name,
+                doc,
+                j,
+                [([s.job_id], s.histograms[key]) for s in jobs if key in s.histograms],
+                bounds,
+            )
+
+
+class ServiceMetrics:
+    """Everything the service exports, registered on ``registry``.
+
+    Args:
+        registry: where to register (tests pass a fresh ``CollectorRegistry()``).
+        job_counts: returns the number of jobs per state (read from the store at scrape time).
+        retention_s: how long a finished job's series stay.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        job_counts: Callable[[], dict[str, int]] | None = None,
+        retention_s: float = 300.0,
+    ) -> None:
+        self.registry = registry
+        self.submissions = Counter(
+            "ps_job_submissions", "SubmitJob calls by outcome.", ["outcome"], registry=registry
+        )
+        for outcome in SUBMISSION_OUTCOMES:
+            self.submissions.labels(outcome)
+        self.grpc_requests = Counter(
+            "ps_grpc_requests",
+            "gRPC requests by method and status code.",
+            ["method", "code"],
+            registry=registry,
+        )
+        self.grpc_duration = Histogram(
+            "ps_grpc_request_duration_seconds",
+            "gRPC request handling time (streams: until they end).",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.telemetry = JobTelemetry(retention_s)
+        registry.register(self.telemetry)
+        if job_counts is not None:
+            registry.register(_JobStateCollector(job_counts))
+
+
+class _JobStateCollector(Collector):
+    def __init__(self, job_counts: Callable[[], dict[str, int]]) -> None:
+        self.job_counts = job_counts
+
+    def collect(self) -> Iterator:
+        counts = self.job_counts()
+        jobs = GaugeMetricFamily("ps_jobs", "Jobs in the store by state.", labels=["state"])
+        for state in JOB_STATES:
+            jobs.add_metric([state], counts.get(state, 0))
+        yield jobs
+        yield GaugeMetricFamily(
+            "ps_queue_length", "Jobs waiting for resources.", value=counts.get("QUEUED", 0)
+        )
