@@ -460,6 +460,19 @@ def cancel(
 
 
 @app.command()
+def resume(
+    job_id: str, server: ServerOpt = None, token: TokenOpt = None, tls_ca: CaOpt = None
+) -> None:
+    """Continue a FAILED or CANCELLED job from its last checkpoint (fresh failure budget)."""
+    try:
+        with _client(server, token, tls_ca) as client:
+            job = client.resume(job_id)
+    except Exception as exc:  # noqa: BLE001
+        _grpc_fail(exc)
+    Console().print(f"{job.job_id}: {_state(job)} (resuming from its last checkpoint)")
+
+
+@app.command()
 def delete(
     job_id: str, server: ServerOpt = None, token: TokenOpt = None, tls_ca: CaOpt = None
 ) -> None:

@@ -95,6 +95,11 @@ class Client:
             pb.CancelJobRequest(job_id=job_id), metadata=self._metadata, timeout=self.timeout
         ).job
 
+    def resume(self, job_id: str) -> pb.Job:
+        """Continue a FAILED or CANCELLED job from its last checkpoint."""
+        request = pb.ResumeJobRequest(job_id=job_id)
+        return self.stub.ResumeJob(request, metadata=self._metadata, timeout=self.timeout).job
+
     def delete(self, job_id: str) -> None:
         self.stub.DeleteJob(
             pb.DeleteJobRequest(job_id=job_id), metadata=self._metadata, timeout=self.timeout

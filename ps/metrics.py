@@ -112,6 +112,7 @@ class JobSeries:
     gradient_norm: dict[str, float] = field(default_factory=dict)
     workers: dict[str, int] = field(default_factory=dict)
     worker_restarts: int = 0
+    restores: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     bytes_pushed: int = 0
     bytes_pulled: int = 0
@@ -187,6 +188,7 @@ class JobTelemetry(Collector):
                 s.samples = tel["samples"]
                 s.workers = dict(tel["workers"])
                 s.worker_restarts = tel.get("worker_restarts", 0)
+                s.restores = tel.get("restores", 0)
                 s.rejected = dict(tel["rejected"])
                 s.bytes_pushed = tel["bytes_pushed"]
                 s.bytes_pulled = tel["bytes_pulled"]
@@ -281,6 +283,11 @@ class JobTelemetry(Collector):
             for state in WORKER_STATES:
                 workers.add_metric([s.job_id, state], s.workers.get(state, 0))
         yield workers
+        yield counter(
+            "ps_job_restores",
+            "Times the job's parameter servers were restored from a checkpoint.",
+            lambda s: s.restores,
+        )
         yield counter(
             "ps_job_worker_restarts",
             "Worker actors replaced after a failure.",

@@ -185,6 +185,8 @@ class TrainingSpec(_Strict):
     eval_every_steps: Annotated[int, Field(ge=1)] | None = None
     early_stopping: EarlyStopping | None = None
     worker_resources: Resources = Resources()
+    max_failures: Annotated[int, Field(ge=0, le=1000)] = 3
+    divergence_threshold: Annotated[int, Field(ge=1)] = 20
 
 
 class PSSpec(_Strict):

@@ -16,7 +16,10 @@ def ray_runtime():
         ray.init(
             address="local",
             num_cpus=4,
-            include_dashboard=False,
+            # The dashboard serves Ray's state API, which the chaos tests use to find pids.
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            dashboard_port=free_port(),
             logging_level="ERROR",
             log_to_driver=False,
             # Test data lives in tmp dirs; actors must see the same files (same machine).
@@ -24,6 +27,14 @@ def ray_runtime():
         )
     yield ray
     # Left running until the interpreter exits: other session fixtures may still use it.
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):

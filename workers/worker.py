@@ -6,6 +6,7 @@ actors; nothing else. It stops when its step budget is spent or a shard answers 
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -184,3 +185,10 @@ class Worker:
 
     def ping(self) -> int:
         return self.index
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def node(self) -> str:
+        """The Ray node this worker runs on (for operators and failure tests)."""
+        return ray.get_runtime_context().get_node_id()

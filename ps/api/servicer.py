@@ -90,7 +90,9 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
 
     @_mapped
     def SubmitJob(self, request, context):
-        job = self.manager.submit(proto_to_spec_dict(request.spec), request.job_id or None)
+        job = self.manager.submit(
+            proto_to_spec_dict(request.spec), request.job_id or None, resume=request.resume
+        )
         return pb.SubmitJobResponse(job=job_to_proto(job))
 
     @_mapped
@@ -118,6 +120,10 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
     @_mapped
     def CancelJob(self, request, context):
         return pb.CancelJobResponse(job=job_to_proto(self.manager.cancel(request.job_id)))
+
+    @_mapped
+    def ResumeJob(self, request, context):
+        return pb.ResumeJobResponse(job=job_to_proto(self.manager.resume(request.job_id)))
 
     @_mapped
     def DeleteJob(self, request, context):

@@ -20,7 +20,14 @@ from typing import Any
 import ray
 
 from ps.errors import SpecError
-from ps.jobs.errors import ClusterUnavailable, JobExists, JobNotFinished, QueueFull, ResourceError
+from ps.jobs.errors import (
+    ClusterUnavailable,
+    JobExists,
+    JobNotFinished,
+    JobNotFound,
+    QueueFull,
+    ResourceError,
+)
 from ps.jobs.runner import required_resources
 from ps.jobs.state import JobState
 from ps.jobs.store import JobRecord, JobStore
@@ -108,19 +115,54 @@ class JobManager:
             supervisor = ray.get_actor(actor_name(job.job_id, "supervisor"), namespace=NAMESPACE)
             ray.get(supervisor.poll.remote(0, 0), timeout=10)
         except Exception:  # noqa: BLE001 - any failure to reach it means it is gone
-            self.store.transition(
-                job.job_id,
-                JobState.FAILED,
-                error="the service restarted while the job was running and its supervisor is gone",
-            )
+            self._retry_or_fail(job, "the service restarted while the job was running")
             return
         log.info("re-attaching to running job %s", job.job_id)
         spec = parse_spec(job.spec)
         self._watch(job.job_id, _Running(supervisor, required_resources(spec)))
 
+    def _retry_or_fail(self, job: JobRecord, cause: str) -> JobRecord | None:
+        """Requeue a job whose supervisor is gone (it resumes from its last checkpoint), or fail it
+        once ``training.max_failures`` restarts are spent."""
+        budget = parse_spec(job.spec).training.max_failures
+        if job.attempts <= budget:
+            log.warning("job %s: %s; restarting from its last checkpoint", job.job_id, cause)
+            requeued = self.store.transition(
+                job.job_id, JobState.QUEUED, resume=1, error=f"restarting: {cause}"
+            )
+            self._publish(job.job_id, {"type": "state", "state": JobState.QUEUED.value})
+            return requeued
+        failed = self.store.transition(
+            job.job_id,
+            JobState.FAILED,
+            error=f"{cause}; gave up after {job.attempts} attempts (training.max_failures={budget})",
+        )
+        self._publish_final(failed)
+        return None
+
+    def resume(self, job_id: str) -> JobRecord:
+        """Continue a FAILED or CANCELLED job from its last checkpoint with a fresh failure budget.
+
+        Raises:
+            TerminalState: the job succeeded or is still active.
+        """
+        with self._wake:
+            job = self.store.reopen(job_id)
+            self._wake.notify_all()
+        self._publish(job_id, {"type": "state", "state": JobState.QUEUED.value})
+        return job
+
     # -- requests ----------------------------------------------------------------------------
-    def submit(self, spec_data: dict[str, Any] | JobSpec, job_id: str | None = None) -> JobRecord:
-        """Validate and enqueue a job (see :meth:`_submit`), counting the outcome."""
+    def submit(
+        self, spec_data: dict[str, Any] | JobSpec, job_id: str | None = None, resume: bool = False
+    ) -> JobRecord:
+        """Validate and enqueue a job (see :meth:`_submit`), counting the outcome.
+
+        With ``resume`` and the id of a FAILED or CANCELLED job, that job resumes instead.
+        """
+        if resume and job_id:
+            with contextlib.suppress(JobNotFound):
+                return self.resume(job_id)
         try:
             record = self._submit(spec_data, job_id)
         except Exception as exc:
@@ -300,7 +342,11 @@ class JobManager:
 
     def _start(self, job: JobRecord, spec: JobSpec, need: dict[str, float]) -> None:
         self.store.transition(
-            job.job_id, JobState.STARTING, started_at=time.time(), attempts=job.attempts + 1
+            job.job_id,
+            JobState.STARTING,
+            started_at=time.time(),
+            attempts=job.attempts + 1,
+            error="",
         )
         self._publish(job.job_id, {"type": "state", "state": JobState.STARTING.value})
         try:
@@ -313,7 +359,13 @@ class JobManager:
                     num_cpus=0,
                     max_concurrency=1000,
                 )
-                .remote(job.job_id, spec.to_dict(), job.run_dir, str(self.config.data_root))
+                .remote(
+                    job.job_id,
+                    spec.to_dict(),
+                    job.run_dir,
+                    str(self.config.data_root),
+                    resume=job.resume or job.attempts > 0,
+                )
             )
             supervisor.run.remote()
         except Exception as exc:  # noqa: BLE001
@@ -348,9 +400,19 @@ class JobManager:
                     return
             outcome = ray.get(running.supervisor.outcome.remote(), timeout=30)
         except Exception as exc:  # noqa: BLE001 - the supervisor died or Ray failed
-            outcome, error = None, f"the job's supervisor died: {exc}"
+            outcome, error = None, f"the job's supervisor died: {str(exc).splitlines()[0]}"
         with contextlib.suppress(Exception):
             ray.kill(running.supervisor, no_restart=True)
+        if outcome is None and not running.cancel_requested and not self._stopping:
+            with self._wake:
+                self._running.pop(job_id, None)
+                requeued = self._retry_or_fail(self.store.get(job_id), error)
+                self._wake.notify_all()
+            if requeued is not None:
+                return  # the scheduler starts it again, resuming from the last checkpoint
+            if self.metrics:
+                self.metrics.telemetry.end(job_id)
+            return
         if outcome is not None and outcome.get("result"):
             result = outcome["result"]
             progress = {

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     result      TEXT,
     error       TEXT NOT NULL DEFAULT '',
     run_dir     TEXT NOT NULL,
-    attempts    INTEGER NOT NULL DEFAULT 0
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    resume      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 """
@@ -53,6 +54,7 @@ class JobRecord:
     result: dict[str, Any] | None = None
     error: str = ""
     attempts: int = 0
+    resume: bool = False
 
 
 def _row(r: sqlite3.Row) -> JobRecord:
@@ -70,6 +72,7 @@ def _row(r: sqlite3.Row) -> JobRecord:
         result=json.loads(r["result"]) if r["result"] else None,
         error=r["error"],
         attempts=r["attempts"],
+        resume=bool(r["resume"]),
     )
 
 
@@ -89,6 +92,9 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}
+        if "resume" not in columns:  # a store written before resume existed
+            self._db.execute("ALTER TABLE jobs ADD COLUMN resume INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -175,6 +181,32 @@ class JobStore:
                     raise JobNotFound(f"no job {job_id!r}")
                 raise TerminalState(
                     f"job {job_id!r} is {r['state']}; it cannot become {state.value}"
+                )
+        return self.get(job_id)
+
+    def reopen(self, job_id: str) -> JobRecord:
+        """Move a FAILED or CANCELLED job back to QUEUED to resume it from its checkpoint.
+
+        The one sanctioned way out of a terminal state (SUCCEEDED stays final): the failure
+        budget starts afresh and the job is marked to resume.
+
+        Raises:
+            TerminalState: the job is SUCCEEDED or not terminal.
+        """
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE jobs SET state = 'QUEUED', attempts = 0, resume = 1, error = '', "
+                "finished_at = NULL WHERE job_id = ? AND state IN ('FAILED', 'CANCELLED')",
+                (job_id,),
+            )
+            if cur.rowcount == 0:
+                r = self._db.execute(
+                    "SELECT state FROM jobs WHERE job_id = ?", (job_id,)
+                ).fetchone()
+                if r is None:
+                    raise JobNotFound(f"no job {job_id!r}")
+                raise TerminalState(
+                    f"job {job_id!r} is {r['state']}; only FAILED or CANCELLED jobs resume"
                 )
         return self.get(job_id)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from ps.errors import PSError, SpecError
 from ps.jobs.plan import JobPlan
 from ps.metrics import LATENCY_BUCKETS, STALENESS_BUCKETS, Buckets
 from ps.plot import plot_curves
-from ps.server.checkpoint import write_checkpoint
+from ps.server.checkpoint import latest_checkpoint, read_checkpoint, write_checkpoint
 from ps.server.plan import shard_plan
 from ps.server.shard import ParameterShard
 from ps.spec import JobSpec, parse_spec
@@ -39,6 +41,10 @@ TELEMETRY_EVERY_S = 1.0
 
 class JobCancelled(PSError):
     pass
+
+
+class ShardLost(PSError):
+    """A parameter-server shard died; training continues from the last checkpoint."""
 
 
 def actor_name(job_id: str, role: str, index: int | None = None) -> str:
@@ -77,7 +83,12 @@ class JobSupervisor:
     """
 
     def __init__(
-        self, job_id: str, spec: dict[str, Any], run_dir: str, data_root: str | None = None
+        self,
+        job_id: str,
+        spec: dict[str, Any],
+        run_dir: str,
+        data_root: str | None = None,
+        resume: bool = False,
     ):
         torch.set_num_threads(1)
         self.job_id = job_id
@@ -99,6 +110,14 @@ class JobSupervisor:
         self._worker_hists: dict[int, dict[str, Any]] = {}
         self._workers_finished = 0
         self._checkpoint_hist = Buckets(LATENCY_BUCKETS)
+        self.resume = resume
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self._bad_evals = 0
+        self._generation = 0
+        self._start_clocks: list[int] = []
+        self._worker_restarts = 0
+        self._restores = 0
 
     # -- events ------------------------------------------------------------------------------
     def _cond(self) -> asyncio.Condition:
@@ -109,7 +128,12 @@ class JobSupervisor:
     async def _emit(self, event: dict[str, Any]) -> None:
         event = {"time": time.time(), "job_id": self.job_id, **event}
         self.events.append(event)
-        if self._metrics_file and event["type"] in ("progress", "evaluation"):
+        if self._metrics_file and event["type"] in (
+            "progress",
+            "evaluation",
+            "restore",
+            "worker_restart",
+        ):
             self._metrics_file.write(json.dumps(event) + "\n")
             self._metrics_file.flush()
         cond = self._cond()
@@ -187,7 +211,8 @@ class JobSupervisor:
                 "running": workers - self._workers_finished,
                 "finished": self._workers_finished,
             },
-            "worker_restarts": 0,
+            "worker_restarts": self._worker_restarts,
+            "restores": self._restores,
             "rejected": rejected,
             "bytes_pushed": sum(s["bytes_pushed"] for s in stats),
             "bytes_pulled": sum(s["bytes_pulled"] for s in stats),
@@ -232,114 +257,243 @@ class JobSupervisor:
                 cond.notify_all()
 
     def _teardown(self) -> None:
-        for actor in self.workers + self.shards:
-            ray.kill(actor, no_restart=True)
-        self.workers, self.shards = [], []
+        self._kill_actors()
         if self._metrics_file:
             self._metrics_file.close()
             self._metrics_file = None
+
+    def _kill_actors(self) -> None:
+        for actor in self.workers + self.shards:
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+        self.workers, self.shards = [], []
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    async def _kill_leftovers(self) -> None:
+        """Kill actors of an earlier incarnation of this job (its supervisor died; they may not
+        have yet), so that they neither hold names nor train alongside the new ones."""
+        prefix = f"ps:{self.job_id}:"
+
+        def leftovers() -> list[str]:
+            return [
+                n
+                for n in ray.util.list_named_actors()
+                if n.startswith(prefix) and not n.endswith(":supervisor")
+            ]
+
+        for name in leftovers():
+            with contextlib.suppress(Exception):
+                ray.kill(ray.get_actor(name), no_restart=True)
+        deadline = time.monotonic() + 30
+        while leftovers() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
 
     async def _run(self) -> dict[str, Any]:
         spec, t = self.spec, self.spec.training
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "spec.yaml").write_text(spec.to_yaml())
-        self._metrics_file = (self.run_dir / "metrics.jsonl").open("w")
+        ckpt_root = self.run_dir / "checkpoints"
+        checkpoint = latest_checkpoint(ckpt_root) if self.resume else None
+        if not self.resume:
+            shutil.rmtree(ckpt_root, ignore_errors=True)  # an earlier run's output in this dir
+        self._open_history(checkpoint)
         await self._emit({"type": "state", "state": "STARTING"})
 
+        await self._kill_leftovers()
         data, net = prepare(spec, self.data_root)
         self.data = data
-        flat = FlatModel(net)
-        self.net, self.flat = net, flat
+        self.net, self.flat = net, FlatModel(net)
         self.plan = plan = JobPlan.make(spec, len(data.x_train))
-        bounds = shard_plan(flat.params.numel(), spec.ps.shards)
-        init = flat.params.numpy().copy()
+        self.bounds = shard_plan(self.flat.params.numel(), spec.ps.shards)
+        self.initial = self.flat.params.numpy().copy()
+        self.train_refs = [ray.put(data.x_train), ray.put(data.y_train)]
+        restores = 0
+        while True:
+            start = await self._start_actors(checkpoint)
+            if self.cancelled:
+                raise JobCancelled(f"job {self.job_id} was cancelled")
+            self._started = time.monotonic()
+            await self._emit(
+                {
+                    "type": "state",
+                    "state": "RUNNING",
+                    "total_steps": plan.total_steps,
+                    "start_step": start,
+                    "steps_per_epoch": plan.steps_per_epoch,
+                    "n_params": self.flat.params.numel(),
+                }
+            )
+            try:
+                stop_reason, worker_totals = await self._train(plan, start)
+                break
+            except ShardLost as exc:
+                restores += 1
+                self._restores = restores
+                if restores > t.max_failures:
+                    raise PSError(
+                        f"a parameter-server shard failed {restores} times (training.max_failures="
+                        f"{t.max_failures}); last: {exc}"
+                    ) from None
+                self._kill_actors()
+                checkpoint = latest_checkpoint(ckpt_root)
+                await self._restore_history(checkpoint, f"shard lost: {exc}")
+        if self.cancelled:
+            raise JobCancelled(f"job {self.job_id} was cancelled")
+        return await self._finish(stop_reason, worker_totals)
 
+    # -- actors ------------------------------------------------------------------------------
+    async def _start_actors(self, checkpoint: Path | None) -> int:
+        """Create the shards (from ``checkpoint`` if given) and workers; returns the start step."""
+        spec, t, plan = self.spec, self.spec.training, self.plan
+        saved: list[dict[str, Any]] = []
+        if checkpoint is not None:
+            meta, saved = read_checkpoint(checkpoint)
+            if len(saved) != len(self.bounds):
+                raise PSError(
+                    f"{checkpoint} has {len(saved)} shards, the job has {len(self.bounds)}"
+                )
+            self._load_best(checkpoint, meta)
         ps_res = spec.ps.resources
-        shard_cls = ray.remote(ParameterShard)
+        self._generation += 1
         self.shards = [
-            shard_cls.options(
-                name=actor_name(self.job_id, "shard", i),
+            ray.remote(ParameterShard)
+            .options(
+                name=actor_name(self.job_id, "shard", i) + self._suffix(),
                 num_cpus=ps_res.num_cpus,
                 num_gpus=ps_res.num_gpus,
                 max_concurrency=1000,
-            ).remote(
+            )
+            .remote(
                 num_threads=max(1, int(ps_res.num_cpus)),
                 index=i,
-                params=init[lo:hi],
+                params=self.initial[lo:hi],
                 optimizer=spec.optimizer,
                 regularization=spec.regularization,
                 total_steps=plan.total_steps,
                 mode=t.mode,
                 workers=t.workers,
                 staleness=t.staleness,
-                shards=len(bounds),
+                shards=len(self.bounds),
                 max_version=plan.total_steps,
                 snapshot_every=plan.eval_every,
                 checkpoint_every=spec.checkpoint.every_steps,
+                divergence_threshold=t.divergence_threshold,
+                restore=saved[i] if saved else None,
             )
-            for i, (lo, hi) in enumerate(bounds)
+            for i, (lo, hi) in enumerate(self.bounds)
         ]
-        train_refs = [ray.put(data.x_train), ray.put(data.y_train)]
-        me = ray.get_runtime_context().current_actor
+        self.workers = [self._make_worker(i) for i in range(t.workers)]
+        await asyncio.gather(*[a.ping.remote() for a in self.shards + self.workers])
+        if plan.total_steps == 0:
+            await asyncio.gather(*[s.stop.remote() for s in self.shards])
+        self._start_clocks = [
+            min(int(s["last_seq"][i]) for s in saved) if saved else 0 for i in range(t.workers)
+        ]
+        return int(saved[0]["version"]) if saved else 0
+
+    def _suffix(self) -> str:
+        # Names must be unique while a dead actor's name is being released: tag restarts.
+        return "" if self._generation == 1 else f"@{self._generation}"
+
+    def _make_worker(self, i: int, restart: int = 0):
+        t = self.spec.training
         res = t.worker_resources
-        worker_cls = ray.remote(Worker)
-        self.workers = [
-            worker_cls.options(
-                name=actor_name(self.job_id, "worker", i),
-                num_cpus=res.num_cpus,
-                num_gpus=res.num_gpus,
-            ).remote(
+        name = (
+            actor_name(self.job_id, "worker", i)
+            + self._suffix()
+            + (f"#{restart}" if restart else "")
+        )
+        return (
+            ray.remote(Worker)
+            .options(name=name, num_cpus=res.num_cpus, num_gpus=res.num_gpus)
+            .remote(
                 index=i,
-                spec=spec.to_dict(),
-                train=train_refs,
-                bounds=plan.worker_bounds[i],
-                n_inputs=data.n_features,
-                n_outputs=data.n_outputs,
-                plan=bounds,
+                spec=self.spec.to_dict(),
+                train=self.train_refs,
+                bounds=self.plan.worker_bounds[i],
+                n_inputs=self.data.n_features,
+                n_outputs=self.data.n_outputs,
+                plan=self.bounds,
                 shards=self.shards,
-                supervisor=me,
-                batches=plan.batches,
-                budget=plan.worker_budget,
+                supervisor=ray.get_runtime_context().current_actor,
+                batches=self.plan.batches,
+                budget=self.plan.worker_budget,
                 num_threads=max(1, int(res.num_cpus)),
             )
-            for i in range(t.workers)
-        ]
-        await asyncio.gather(*[a.ping.remote() for a in self.shards + self.workers])
-        if self.cancelled:
-            raise JobCancelled(f"job {self.job_id} was cancelled")
-        self._started = time.monotonic()
-        await self._emit(
-            {
-                "type": "state",
-                "state": "RUNNING",
-                "total_steps": plan.total_steps,
-                "steps_per_epoch": plan.steps_per_epoch,
-                "n_params": flat.params.numel(),
-            }
         )
-        if plan.total_steps == 0:
-            for s in self.shards:
-                await s.stop.remote()
 
-        runs = [self._run_worker(w) for w in self.workers]
+    async def _shards_alive(self) -> bool:
+        try:
+            await asyncio.wait_for(asyncio.gather(*[s.ping.remote() for s in self.shards]), 15)
+            return True
+        except Exception:  # noqa: BLE001 - dead, unreachable or hung: all mean "lost"
+            return False
+
+    # -- training ----------------------------------------------------------------------------
+    async def _train(self, plan: JobPlan, start: int) -> tuple[str, list[dict[str, Any]]]:
+        """Run the workers and the watcher until training stops; a dead shard raises ShardLost."""
+        self._workers_finished = 0
+        runs = [self._run_worker(i, self._start_clocks[i]) for i in range(len(self.workers))]
         finished = asyncio.ensure_future(self._await_workers(runs))
+        watch = asyncio.ensure_future(self._watch(plan, start))
         telemetry = asyncio.ensure_future(self._telemetry_loop())
         try:
-            stop_reason = await self._watch(plan)
+            await asyncio.wait({finished, watch}, return_when=asyncio.FIRST_EXCEPTION)
+            for task in (finished, watch):
+                if task.done() and task.exception() is not None:
+                    raise task.exception()
+            stop_reason = await watch
             worker_totals = await finished
+        except ray.exceptions.RayActorError as exc:
+            raise ShardLost(str(exc).splitlines()[0]) from None
         finally:
-            telemetry.cancel()
-        if self.cancelled:
-            raise JobCancelled(f"job {self.job_id} was cancelled")
-        return await self._finish(stop_reason, worker_totals)
+            for task in (finished, watch, telemetry):
+                task.cancel()
+        diverged = [
+            s
+            for s in await asyncio.gather(*[s.stats.remote() for s in self.shards])
+            if s["diverged"]
+        ]
+        if diverged:
+            raise PSError(diverged[0]["diverged"])
+        return stop_reason, worker_totals
 
-    async def _run_worker(self, worker) -> dict[str, Any]:
-        totals = await worker.run.remote(0)
+    async def _run_worker(self, i: int, start: int) -> dict[str, Any]:
+        """Run worker ``i`` to the end, replacing it (same data, resumed step) if it dies."""
+        restarts = 0
+        while True:
+            try:
+                totals = await self.workers[i].run.remote(start)
+                break
+            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
+                if self.cancelled:
+                    raise JobCancelled(f"job {self.job_id} was cancelled") from None
+                if not await self._shards_alive():
+                    raise ShardLost(f"while worker {i} ran: {str(exc).splitlines()[0]}") from None
+                restarts += 1
+                if restarts > self.spec.training.max_failures:
+                    raise PSError(
+                        f"worker {i} failed {restarts} times (training.max_failures="
+                        f"{self.spec.training.max_failures}); last: {str(exc).splitlines()[0]}"
+                    ) from None
+                with contextlib.suppress(Exception):
+                    ray.kill(self.workers[i], no_restart=True)
+                # Resume after the last step every shard has seen; the others drop the replay.
+                start = min(await asyncio.gather(*[s.worker_clock.remote(i) for s in self.shards]))
+                self._worker_restarts += 1
+                self.workers[i] = self._make_worker(i, restarts)
+                await self._emit(
+                    {
+                        "type": "worker_restart",
+                        "worker": i,
+                        "step": start,
+                        "reason": str(exc).splitlines()[0],
+                    }
+                )
         self._workers_finished += 1
-        self._worker_hists[totals["worker"]] = {
-            "pull": totals["pull_hist"],
-            "push": totals["push_hist"],
-        }
+        self._worker_hists[i] = {"pull": totals["pull_hist"], "push": totals["push_hist"]}
         return totals
 
     async def _await_workers(self, runs: list) -> list[dict[str, Any]]:
@@ -349,17 +503,16 @@ class JobSupervisor:
             # Whatever happened, the shards stop: snapshots waited on resolve, pulls return.
             await asyncio.gather(*[s.stop.remote() for s in self.shards], return_exceptions=True)
 
-    async def _watch(self, plan: JobPlan) -> str:
+    async def _watch(self, plan: JobPlan, start: int) -> str:
         """Evaluate and checkpoint at their versions until training stops; returns why it did."""
         every_ckpt = self.spec.checkpoint.every_steps
         versions = sorted(
-            set(range(plan.eval_every, plan.total_steps + 1, plan.eval_every))
+            v
+            for v in set(range(plan.eval_every, plan.total_steps + 1, plan.eval_every))
             | set(range(every_ckpt, plan.total_steps + 1, every_ckpt))
+            if v > start
         )
         es = self.spec.training.early_stopping
-        self.best: dict[str, Any] | None = None
-        self.history: list[dict[str, Any]] = []
-        bad_evals = 0
         for v in versions:
             snaps = await asyncio.gather(*[s.wait_snapshot.remote(v) for s in self.shards])
             if any(s is None for s in snaps):
@@ -369,13 +522,12 @@ class JobSupervisor:
                 ev = await self._evaluate(v, params, snaps[0]["lr"])
                 if es is not None:
                     value = ev[_MONITOR[es.monitor]]
-                    better = self.best is None or _improves(value, self.best["value"], es)
-                    if better:
+                    if self.best is None or _improves(value, self.best["value"], es):
                         self.best = {"step": v, "value": value, "params": params}
-                        bad_evals = 0
+                        self._bad_evals = 0
                     else:
-                        bad_evals += 1
-                    if bad_evals >= es.patience:
+                        self._bad_evals += 1
+                    if self._bad_evals >= es.patience:
                         await asyncio.gather(*[s.stop.remote() for s in self.shards])
                         if v % every_ckpt == 0:
                             self._checkpoint(v, snaps)
@@ -384,6 +536,7 @@ class JobSupervisor:
                 self._checkpoint(v, snaps)
         return "cancelled" if self.cancelled else "completed"
 
+    # -- checkpoints and history -------------------------------------------------------------
     def _checkpoint(self, version: int, snaps: list[dict[str, Any]]) -> None:
         shards = [
             {
@@ -399,13 +552,50 @@ class JobSupervisor:
             "job_id": self.job_id,
             "best_step": self.best["step"] if self.best else None,
             "best_value": self.best["value"] if self.best else None,
+            "bad_evaluations": self._bad_evals,
             "evaluations": len(self.history),
         }
+        extra = {"best.pt": {"params": torch.from_numpy(self.best["params"])}} if self.best else {}
         t0 = time.perf_counter()
         write_checkpoint(
-            self.run_dir / "checkpoints", version, shards, meta, self.spec.checkpoint.keep
+            self.run_dir / "checkpoints", version, shards, meta, self.spec.checkpoint.keep, extra
         )
         self._checkpoint_hist.observe(time.perf_counter() - t0)
+
+    def _load_best(self, checkpoint: Path, meta: dict[str, Any]) -> None:
+        self._bad_evals = int(meta.get("bad_evaluations", 0))
+        self.best = None
+        if meta.get("best_step") is not None and (checkpoint / "best.pt").is_file():
+            best = torch.load(checkpoint / "best.pt", weights_only=True)
+            self.best = {
+                "step": meta["best_step"],
+                "value": meta["best_value"],
+                "params": best["params"].numpy(),
+            }
+
+    def _open_history(self, checkpoint: Path | None) -> None:
+        """Open metrics.jsonl: fresh, or (resuming) keeping what happened up to the checkpoint."""
+        path = self.run_dir / "metrics.jsonl"
+        kept: list[str] = []
+        if checkpoint is not None and path.is_file():
+            version = int(checkpoint.name.split("-")[1])
+            for line in path.read_text().splitlines():
+                event = json.loads(line)
+                if event.get("step", 0) <= version or event["type"] == "restore":
+                    kept.append(line)
+                    if event["type"] == "evaluation":
+                        self.history.append(event)
+        self._metrics_file = path.open("w")
+        for line in kept:
+            self._metrics_file.write(line + "\n")
+        self._metrics_file.flush()
+
+    async def _restore_history(self, checkpoint: Path | None, reason: str) -> None:
+        version = int(checkpoint.name.split("-")[1]) if checkpoint else 0
+        self.history = [e for e in self.history if e["step"] <= version]
+        if checkpoint is None:
+            self.best, self._bad_evals = None, 0
+        await self._emit({"type": "restore", "step": version, "reason": reason})
 
     async def _evaluate(self, step: int, params: np.ndarray, lr: float) -> dict[str, Any]:
         d, loss = self.data, self.spec.model.loss
@@ -496,6 +686,8 @@ class JobSupervisor:
             "rejected_gradients": rejected,
             "staleness": dict(sorted(staleness.items())),
             "workers": worker_totals,
+            "worker_restarts": self._worker_restarts,
+            "restores": self._restores,
             "shards": [
                 {k: v for k, v in s.items() if k not in ("staleness", "version_lag")} for s in stats
             ],

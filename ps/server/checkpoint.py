@@ -28,9 +28,15 @@ def _fsync(path: Path) -> None:
 
 
 def write_checkpoint(
-    root: Path, version: int, shards: list[dict[str, Any]], meta: dict[str, Any], keep: int
+    root: Path,
+    version: int,
+    shards: list[dict[str, Any]],
+    meta: dict[str, Any],
+    keep: int,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the shards' states and the job's metadata for ``version``; prune to ``keep``."""
+    """Write the shards' states, ``extra`` files (name -> object) and the job's metadata for
+    ``version``; prune to ``keep``."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{version:08d}"
     tmp = root / f"{PREFIX}{version:08d}{INCOMPLETE}"
@@ -39,6 +45,9 @@ def write_checkpoint(
     for i, shard in enumerate(shards):
         torch.save(shard, tmp / f"shard-{i}.pt")
         _fsync(tmp / f"shard-{i}.pt")
+    for name, obj in (extra or {}).items():
+        torch.save(obj, tmp / name)
+        _fsync(tmp / name)
     (tmp / "meta.json").write_text(json.dumps({**meta, "version": version, "shards": len(shards)}))
     _fsync(tmp / "meta.json")
     shutil.rmtree(final, ignore_errors=True)

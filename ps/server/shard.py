@@ -11,6 +11,7 @@ pushed, then average) → ``optimizer.step`` in place → ``version += 1``.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from typing import Any
@@ -42,6 +43,10 @@ class ShardCore:
         max_version: stop after this many updates (the spec's ``max_steps``), or None.
         snapshot_every / checkpoint_every: capture parameters (and, for checkpoints, the
             optimizer state) whenever the version reaches a multiple of these.
+        divergence_threshold: after this many non-finite gradients in a row the shard stops
+            and reports ``diverged``.
+        restore: a checkpointed shard state (params, optimizer, version, clocks, last_seq) to
+            continue from instead of ``params``.
     """
 
     def __init__(
@@ -58,6 +63,8 @@ class ShardCore:
         max_version: int | None = None,
         snapshot_every: int | None = None,
         checkpoint_every: int | None = None,
+        divergence_threshold: int | None = None,
+        restore: dict[str, Any] | None = None,
     ) -> None:
         self.index = index
         self.params = torch.as_tensor(np.array(params, dtype=np.float32, copy=True))
@@ -80,12 +87,32 @@ class ShardCore:
         self._acc_count = 0
         self._acc_norms = 0.0
         self._sync_steps = 0
+        self.divergence_threshold = divergence_threshold
+        self.nonfinite_in_a_row = 0
+        self.diverged: str | None = None
+        if restore is not None:
+            self._restore(restore)
         self.rejected: Counter[str] = Counter()
         self.staleness: Counter[int] = Counter()
         self.version_lag: Counter[int] = Counter()
         self.lr = self.optimizer.lr_at(0)
         self.timing = {"update_seconds": 0.0, "updates": 0, "bytes_pushed": 0, "bytes_pulled": 0}
         self.update_hist = Buckets(LATENCY_BUCKETS)
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        params = torch.as_tensor(np.asarray(saved["params"], dtype=np.float32))
+        if params.shape != self.params.shape:
+            raise ValueError(
+                f"shard {self.index}: checkpoint has {params.numel()} floats, not {self.params.numel()}"
+            )
+        self.params.copy_(params)
+        self.state = self.optimizer.load_state_dict(saved["optimizer"])
+        self.version = int(saved["version"])
+        self.gate.clocks = [int(c) for c in saved["clocks"]]
+        self.last_seq = [int(c) for c in saved["last_seq"]]
+        self._sync_steps = self.gate.min_clock
+        self.lr = self.optimizer.lr_at(self.state.step)
+        self.stopped = self.max_version is not None and self.version >= self.max_version
 
     # -- reads -------------------------------------------------------------------------------
     def may_pull(self, clock: int) -> bool:
@@ -134,7 +161,15 @@ class ShardCore:
         finite = _all_finite(grad)
         if not finite:
             self.rejected["non_finite"] += 1
+            self.nonfinite_in_a_row += 1
+            if self.divergence_threshold and self.nonfinite_in_a_row >= self.divergence_threshold:
+                self.diverged = (
+                    f"diverged: {self.nonfinite_in_a_row} non-finite gradients in a row at shard "
+                    f"{self.index}, step {self.version}"
+                )
+                self.stopped = True
         else:
+            self.nonfinite_in_a_row = 0
             self.staleness[max(0, seq - 1 - base_min_clock)] += 1
             self.version_lag[self.version - base_version] += 1
         self.gate.tick(worker, seq)
@@ -199,6 +234,10 @@ class ShardCore:
             snap["last_seq"] = list(self.last_seq)
         self.snapshots[v] = snap
 
+    def worker_clock(self, worker: int) -> int:
+        """The last step of ``worker`` this shard has seen (a replacement resumes after it)."""
+        return self.last_seq[worker]
+
     def take_snapshot(self, version: int) -> dict[str, Any] | None:
         return self.snapshots.pop(version, None)
 
@@ -224,6 +263,7 @@ class ShardCore:
             "version_lag": dict(self.version_lag),
             "clocks": list(self.gate.clocks),
             "update_hist": self.update_hist.to_dict(),
+            "diverged": self.diverged,
             **self.timing,
         }
 
@@ -293,5 +333,11 @@ class ParameterShard:
     def stats(self) -> dict[str, Any]:
         return self.core.stats()
 
+    def worker_clock(self, worker: int) -> int:
+        return self.core.worker_clock(worker)
+
     def ping(self) -> int:
         return self.core.index
+
+    def pid(self) -> int:
+        return os.getpid()

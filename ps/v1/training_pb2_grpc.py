@@ -65,6 +65,11 @@ class TrainingServiceStub:
                 request_serializer=ps_dot_v1_dot_training__pb2.WatchJobRequest.SerializeToString,
                 response_deserializer=ps_dot_v1_dot_training__pb2.WatchJobResponse.FromString,
                 _registered_method=True)
+        self.ResumeJob = channel.unary_unary(
+                '/ps.v1.TrainingService/ResumeJob',
+                request_serializer=ps_dot_v1_dot_training__pb2.ResumeJobRequest.SerializeToString,
+                response_deserializer=ps_dot_v1_dot_training__pb2.ResumeJobResponse.FromString,
+                _registered_method=True)
         self.ExportModel = channel.unary_stream(
                 '/ps.v1.TrainingService/ExportModel',
                 request_serializer=ps_dot_v1_dot_training__pb2.ExportModelRequest.SerializeToString,
@@ -121,6 +126,14 @@ class TrainingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResumeJob(self, request, context):
+        """ResumeJob continues a FAILED or CANCELLED job from its last checkpoint, with a fresh
+        failure budget (after the cause of the failures was fixed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportModel(self, request, context):
         """ExportModel streams the trained model.pt of a succeeded job.
         """
@@ -160,6 +173,11 @@ def add_TrainingServiceServicer_to_server(servicer, server):
                     servicer.WatchJob,
                     request_deserializer=ps_dot_v1_dot_training__pb2.WatchJobRequest.FromString,
                     response_serializer=ps_dot_v1_dot_training__pb2.WatchJobResponse.SerializeToString,
+            ),
+            'ResumeJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeJob,
+                    request_deserializer=ps_dot_v1_dot_training__pb2.ResumeJobRequest.FromString,
+                    response_serializer=ps_dot_v1_dot_training__pb2.ResumeJobResponse.SerializeToString,
             ),
             'ExportModel': grpc.unary_stream_rpc_method_handler(
                     servicer.ExportModel,
@@ -330,6 +348,33 @@ class TrainingService:
             '/ps.v1.TrainingService/WatchJob',
             ps_dot_v1_dot_training__pb2.WatchJobRequest.SerializeToString,
             ps_dot_v1_dot_training__pb2.WatchJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ps.v1.TrainingService/ResumeJob',
+            ps_dot_v1_dot_training__pb2.ResumeJobRequest.SerializeToString,
+            ps_dot_v1_dot_training__pb2.ResumeJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
