@@ -13,7 +13,7 @@ def ray_runtime():
     import ray
 
     if not ray.is_initialized():
-        ray.init(
+        context = ray.init(
             address="local",
             num_cpus=4,
             # The dashboard serves Ray's state API, which the chaos tests use to find pids.
@@ -25,6 +25,8 @@ def ray_runtime():
             # Test data lives in tmp dirs; actors must see the same files (same machine).
             runtime_env={"env_vars": {"PYTHONPATH": os.getcwd()}},
         )
+        # State-API calls name this cluster explicitly: other tests start clusters of their own.
+        os.environ["PS_TEST_DASHBOARD"] = f"http://{context.dashboard_url}"
     yield ray
     # Left running until the interpreter exits: other session fixtures may still use it.
 

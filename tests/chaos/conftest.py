@@ -28,7 +28,10 @@ def kill_actor(name: str) -> int:
     from ray.util.state import list_actors
 
     def find():
-        found = list_actors(filters=[("name", "=", name), ("state", "=", "ALIVE")])
+        found = list_actors(
+            address=os.environ["PS_TEST_DASHBOARD"],
+            filters=[("name", "=", name), ("state", "=", "ALIVE")],
+        )
         return found[0].pid if found else None
 
     pid = wait_until(find, 30, what=f"actor {name} to be alive")
