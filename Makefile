@@ -26,8 +26,12 @@ lint: setup
 test: setup lint
 	$(PY) -m pytest -q
 
+# Every benchmark prints ratios against a baseline measured in the same run (see docs/benchmarks.md).
 bench: setup
 	$(PY) benchmarks/optim.py
+	$(PY) benchmarks/transport.py
+	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/time_to_accuracy.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -19,12 +19,20 @@ class FlatModel:
         layers: ``(name, lo, hi)`` of every parameter tensor in the flat order.
     """
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(
+        self,
+        module: nn.Module,
+        params: torch.Tensor | None = None,
+        grads: torch.Tensor | None = None,
+    ) -> None:
+        """``params`` / ``grads``: preallocated flat buffers to use (e.g. in shared memory)."""
         self.module = module
         tensors = list(module.parameters())
         n = sum(p.numel() for p in tensors)
-        self.params = torch.empty(n, dtype=torch.float32)
-        self.grads = torch.zeros(n, dtype=torch.float32)
+        self.params = params if params is not None else torch.empty(n, dtype=torch.float32)
+        self.grads = grads if grads is not None else torch.zeros(n, dtype=torch.float32)
+        if self.params.shape != (n,) or self.grads.shape != (n,):
+            raise ValueError(f"flat buffers must hold {n} floats")
         self.layers: list[tuple[str, int, int]] = []
         offset = 0
         for name, p in module.named_parameters():

@@ -20,6 +20,7 @@ from workers.data import epoch_batches
 from workers.evaluation import loss_fn
 from workers.flat import FlatModel
 from workers.models import build_network
+from workers.transport import ShardClient
 
 REPORT_EVERY_S = 0.5
 
@@ -58,6 +59,7 @@ class Worker:
         batches: int,
         budget: int,
         num_threads: int = 1,
+        job_id: str = "",
     ) -> None:
         torch.set_num_threads(max(1, num_threads))
         self.index = index
@@ -68,10 +70,13 @@ class Worker:
         self.x = torch.from_numpy(np.array(x[lo:hi], copy=True))
         self.y = torch.from_numpy(np.array(y[lo:hi], copy=True))
         self.net = build_network(self.spec.model, n_inputs, n_outputs)
-        self.flat = FlatModel(self.net)
+        t = self.spec.training
+        n_params = sum(p.numel() for p in self.net.parameters())
+        self.transport = ShardClient(
+            index, shards, plan, n_params, job_id, t.transport, t.compression, t.topk_ratio
+        )
+        self.flat = FlatModel(self.net, self.transport.params, self.transport.grads)
         self.loss = loss_fn(self.spec.model.loss)
-        self.plan = plan
-        self.shards = shards
         self.supervisor = supervisor
         self.batches = batches
         self.budget = budget
@@ -89,22 +94,18 @@ class Worker:
         idx = self._order[1][b]
         return self.x[idx], self.y[idx], epoch
 
-    def _pull(self, clock: int) -> tuple[int, int] | None:
-        replies = ray.get([s.pull.remote(self.index, clock) for s in self.shards])
-        if any(r["stop"] for r in replies):
-            return None
-        params = self.flat.params.numpy()
-        for (lo, hi), r in zip(self.plan, replies, strict=True):
-            np.copyto(params[lo:hi], r["params"])
-        # Versions of different shards are equal in sync mode; report the oldest read.
-        return min(r["version"] for r in replies), min(r["min_clock"] for r in replies)
-
     def run(self, start_clock: int = 0) -> dict[str, Any]:
         """Train from ``start_clock`` until the budget is spent or a shard says stop.
 
         Returns:
             The worker's totals: final clock, samples, and time spent in each phase.
         """
+        try:
+            return self._run(start_clock)
+        finally:
+            self.transport.close()
+
+    def _run(self, start_clock: int) -> dict[str, Any]:
         self.net.train()
         clock, samples = start_clock, 0
         totals = {"pull_s": 0.0, "compute_s": 0.0, "push_s": 0.0}
@@ -114,7 +115,7 @@ class Worker:
         norm = None
         while clock < self.budget:
             t0 = time.perf_counter()
-            read = self._pull(clock)
+            read = self.transport.pull(clock)
             t1 = time.perf_counter()
             if read is None:
                 break
@@ -128,13 +129,7 @@ class Worker:
             norm = float(torch.linalg.vector_norm(grad))
             t2 = time.perf_counter()
             clock += 1
-            g = grad.numpy()
-            acks = ray.get(
-                [
-                    s.push.remote(self.index, clock, version, min_clock, g[lo:hi], norm)
-                    for s, (lo, hi) in zip(self.shards, self.plan, strict=True)
-                ]
-            )
+            acks = self.transport.push(clock, version, min_clock, grad, norm)
             t3 = time.perf_counter()
             for a in acks:
                 statuses[a] = statuses.get(a, 0) + 1

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import ray
 import torch
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ps.errors import PSError, SpecError
 from ps.jobs.plan import JobPlan
@@ -28,6 +29,7 @@ from ps.server.checkpoint import latest_checkpoint, read_checkpoint, write_check
 from ps.server.plan import shard_plan
 from ps.server.shard import ParameterShard
 from ps.spec import JobSpec, parse_spec
+from workers import shm
 from workers.data import Dataset, load_dataset, resolve_path
 from workers.evaluation import evaluate
 from workers.flat import FlatModel
@@ -251,6 +253,8 @@ class JobSupervisor:
             raise
         finally:
             self._teardown()
+            with contextlib.suppress(Exception):
+                await self._cleanup_shm()
             self.done = True
             cond = self._cond()
             async with cond:
@@ -289,6 +293,20 @@ class JobSupervisor:
         deadline = time.monotonic() + 30
         while leftovers() and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
+        await self._cleanup_shm()
+
+    async def _cleanup_shm(self) -> None:
+        """Remove this job's shared-memory buffers on every node (killed workers leave theirs)."""
+        prefix = shm.prefix(self.job_id)
+        unlink = ray.remote(num_cpus=0)(shm.unlink_prefix)
+        refs = [
+            unlink.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+            ).remote(prefix)
+            for n in ray.nodes()
+            if n["Alive"]
+        ]
+        await asyncio.wait_for(asyncio.gather(*refs), 60)
 
     async def _run(self) -> dict[str, Any]:
         spec, t = self.spec, self.spec.training
@@ -380,6 +398,7 @@ class JobSupervisor:
                 snapshot_every=plan.eval_every,
                 checkpoint_every=spec.checkpoint.every_steps,
                 divergence_threshold=t.divergence_threshold,
+                offset=lo,
                 restore=saved[i] if saved else None,
             )
             for i, (lo, hi) in enumerate(self.bounds)
@@ -421,6 +440,7 @@ class JobSupervisor:
                 batches=self.plan.batches,
                 budget=self.plan.worker_budget,
                 num_threads=max(1, int(res.num_cpus)),
+                job_id=self.job_id,
             )
         )
 

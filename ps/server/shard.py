@@ -22,6 +22,8 @@ import torch
 from ps.metrics import LATENCY_BUCKETS, Buckets
 from ps.optim import build
 from ps.server.gate import ClockGate
+from workers import shm
+from workers.compression import decompress_into, payload_nbytes, payload_shape
 
 APPLIED, ACCUMULATED, DUPLICATE, REJECTED, STOPPED = (
     "applied",
@@ -47,6 +49,7 @@ class ShardCore:
             and reports ``diverged``.
         restore: a checkpointed shard state (params, optimizer, version, clocks, last_seq) to
             continue from instead of ``params``.
+        offset: where this shard's slice starts in a worker's flat buffer (shared-memory path).
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class ShardCore:
         checkpoint_every: int | None = None,
         divergence_threshold: int | None = None,
         restore: dict[str, Any] | None = None,
+        offset: int = 0,
     ) -> None:
         self.index = index
         self.params = torch.as_tensor(np.array(params, dtype=np.float32, copy=True))
@@ -87,6 +91,8 @@ class ShardCore:
         self._acc_count = 0
         self._acc_norms = 0.0
         self._sync_steps = 0
+        self.offset = offset
+        self._shm: dict[str, np.ndarray] = {}  # a worker's shared buffer name -> this slice of it
         self.divergence_threshold = divergence_threshold
         self.nonfinite_in_a_row = 0
         self.diverged: str | None = None
@@ -118,17 +124,28 @@ class ShardCore:
     def may_pull(self, clock: int) -> bool:
         return self.stopped or self.gate.may_pull(clock)
 
-    def read(self) -> dict[str, Any]:
-        """The parameters (a copy: the reader may hold them while updates continue)."""
+    def read(self, shm_params: str | None = None) -> dict[str, Any]:
+        """The parameters: a copy in the reply (the reader may hold it while updates continue),
+        or, given a worker's shared parameter buffer on this node, copied straight into it."""
         if self.stopped:
             return {"stop": True, "version": self.version}
         self.timing["bytes_pulled"] += self.params.numel() * 4
-        return {
-            "stop": False,
-            "params": self.params.numpy().copy(),
-            "version": self.version,
-            "min_clock": self.gate.min_clock,
-        }
+        reply = {"stop": False, "version": self.version, "min_clock": self.gate.min_clock}
+        if shm_params is None:
+            reply["params"] = self.params.numpy().copy()
+        else:
+            np.copyto(self._shared(shm_params), self.params.numpy())
+        return reply
+
+    def _shared(self, name: str) -> np.ndarray:
+        """This shard's slice of a worker's shared buffer (mapped once)."""
+        view = self._shm.get(name)
+        if view is None:
+            if len(self._shm) > 4 * self.workers:  # replaced workers' buffers: drop stale maps
+                self._shm.clear()
+            view = shm.attach(name)[self.offset : self.offset + self.params.numel()]
+            self._shm[name] = view
+        return view
 
     # -- writes ------------------------------------------------------------------------------
     def push(
@@ -137,10 +154,14 @@ class ShardCore:
         seq: int,
         base_version: int,
         base_min_clock: int,
-        grad: np.ndarray,
+        grad: Any,
         grad_norm: float | None = None,
+        shm_grads: str | None = None,
     ) -> str:
         """Offer worker ``worker``'s gradient number ``seq`` (1-based; its clock after the push).
+
+        ``grad`` is a float32 array or a compressed payload; with ``shm_grads`` it is None and the
+        gradient is read from that shared buffer of the worker (its slice, in place).
 
         Returns one of ``applied``, ``accumulated`` (sync, waiting for the step's other workers),
         ``duplicate``, ``rejected`` (non-finite), ``stopped``.
@@ -149,11 +170,17 @@ class ShardCore:
             self.rejected["duplicate"] += 1
             return DUPLICATE
         self.last_seq[worker] = seq
-        if grad.shape != tuple(self.params.shape):
+        if shm_grads is not None:
+            grad = self._shared(shm_grads)
+        shape = payload_shape(grad)
+        if shape != tuple(self.params.shape):
             raise ValueError(
-                f"shard {self.index}: gradient of shape {grad.shape}, expected {tuple(self.params.shape)}"
+                f"shard {self.index}: gradient of shape {shape}, expected {tuple(self.params.shape)}"
             )
-        self.timing["bytes_pushed"] += grad.nbytes
+        self.timing["bytes_pushed"] += payload_nbytes(grad)
+        buffered = not isinstance(grad, np.ndarray)
+        if buffered:  # a compressed payload: expand it into the dense scratch buffer
+            grad = decompress_into(grad, self.grad_buf.numpy())
         if self.stopped:
             self.gate.tick(worker, seq)
             self.rejected["stopped"] += 1
@@ -183,7 +210,8 @@ class ShardCore:
             return ACCUMULATED if finite else REJECTED
         if not finite:
             return REJECTED
-        np.copyto(self.grad_buf.numpy(), grad)
+        if not buffered:
+            np.copyto(self.grad_buf.numpy(), grad)
         self._apply(self.grad_buf, grad_norm if self.shards > 1 else None)
         return APPLIED
 
@@ -299,16 +327,26 @@ class ParameterShard:
         async with cond:
             cond.notify_all()
 
-    async def pull(self, worker: int, clock: int) -> dict[str, Any]:
+    async def pull(self, worker: int, clock: int, shm_params: str | None = None) -> dict[str, Any]:
         cond = self._cond()
         async with cond:
             await cond.wait_for(lambda: self.core.may_pull(clock))
-        return self.core.read()
+        return self.core.read(shm_params)
 
-    async def push(self, worker, seq, base_version, base_min_clock, grad, grad_norm=None) -> str:
-        status = self.core.push(worker, seq, base_version, base_min_clock, grad, grad_norm)
+    async def push(
+        self, worker, seq, base_version, base_min_clock, grad, grad_norm=None, shm_grads=None
+    ) -> str:
+        status = self.core.push(
+            worker, seq, base_version, base_min_clock, grad, grad_norm, shm_grads
+        )
         await self._notify()
         return status
+
+    def node(self) -> str:
+        """The Ray node this shard runs on (workers on the same node use shared memory)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
 
     async def wait_snapshot(self, version: int) -> dict[str, Any] | None:
         """The capture at ``version``, waiting for it; None once stopped without reaching it."""

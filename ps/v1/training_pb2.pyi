@@ -205,7 +205,7 @@ class Resources(_message.Message):
     def __init__(self, num_cpus: _Optional[float] = ..., num_gpus: _Optional[float] = ...) -> None: ...
 
 class TrainingSpec(_message.Message):
-    __slots__ = ("workers", "mode", "staleness", "batch_size", "epochs", "max_steps", "eval_every_steps", "early_stopping", "worker_resources", "max_failures", "divergence_threshold")
+    __slots__ = ("workers", "mode", "staleness", "batch_size", "epochs", "max_steps", "eval_every_steps", "early_stopping", "worker_resources", "max_failures", "divergence_threshold", "compression", "topk_ratio", "transport")
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     STALENESS_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +217,9 @@ class TrainingSpec(_message.Message):
     WORKER_RESOURCES_FIELD_NUMBER: _ClassVar[int]
     MAX_FAILURES_FIELD_NUMBER: _ClassVar[int]
     DIVERGENCE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
+    TOPK_RATIO_FIELD_NUMBER: _ClassVar[int]
+    TRANSPORT_FIELD_NUMBER: _ClassVar[int]
     workers: int
     mode: str
     staleness: int
@@ -228,7 +231,10 @@ class TrainingSpec(_message.Message):
     worker_resources: Resources
     max_failures: int
     divergence_threshold: int
-    def __init__(self, workers: _Optional[int] = ..., mode: _Optional[str] = ..., staleness: _Optional[int] = ..., batch_size: _Optional[int] = ..., epochs: _Optional[int] = ..., max_steps: _Optional[int] = ..., eval_every_steps: _Optional[int] = ..., early_stopping: _Optional[_Union[EarlyStopping, _Mapping]] = ..., worker_resources: _Optional[_Union[Resources, _Mapping]] = ..., max_failures: _Optional[int] = ..., divergence_threshold: _Optional[int] = ...) -> None: ...
+    compression: str
+    topk_ratio: float
+    transport: str
+    def __init__(self, workers: _Optional[int] = ..., mode: _Optional[str] = ..., staleness: _Optional[int] = ..., batch_size: _Optional[int] = ..., epochs: _Optional[int] = ..., max_steps: _Optional[int] = ..., eval_every_steps: _Optional[int] = ..., early_stopping: _Optional[_Union[EarlyStopping, _Mapping]] = ..., worker_resources: _Optional[_Union[Resources, _Mapping]] = ..., max_failures: _Optional[int] = ..., divergence_threshold: _Optional[int] = ..., compression: _Optional[str] = ..., topk_ratio: _Optional[float] = ..., transport: _Optional[str] = ...) -> None: ...
 
 class PsSpec(_message.Message):
     __slots__ = ("shards", "resources")

@@ -14,6 +14,7 @@ from ps.spec import parse_spec
 from tests.chaos.conftest import kill_actor, shard_version
 from tests.conftest import wait_until
 from tests.runtime.helpers import flat_params, spec
+from workers import shm
 
 STEPS = 600
 
@@ -75,6 +76,7 @@ def test_killed_worker_is_replaced_and_the_result_equals_a_fault_free_run(
     result = box["result"]
     assert result["state"] == "SUCCEEDED" and result["steps"] == STEPS == reference["steps"]
     assert result["worker_restarts"] == 1
+    assert shm.existing(shm.prefix("kill-worker")) == []  # the killed worker's buffers are gone too
     events = [
         json.loads(line) for line in (tmp_path / "chaos" / "metrics.jsonl").read_text().splitlines()
     ]

@@ -41,3 +41,25 @@ def test_digits_reaches_095_and_staleness_is_bounded(ray_runtime, tmp_path, mode
     assert [e["epoch"] for e in evaluations] == pytest.approx([float(i) for i in range(1, 13)])
     assert evaluations[-1]["val_accuracy"] > evaluations[0]["val_accuracy"]
     assert any(e["type"] == "result" for e in events)
+
+
+@pytest.mark.parametrize(
+    "compression",
+    [{"compression": "fp16"}, {"compression": "bf16"}, {"compression": "topk", "topk_ratio": 0.1}],
+    ids=["fp16", "bf16", "topk"],
+)
+def test_digits_reaches_095_with_gradient_compression(ray_runtime, tmp_path, compression):
+    result = run(
+        spec(
+            optimizer={"name": "adam", "lr": 0.005},
+            training={"workers": 2, "batch_size": 32, "epochs": 12, **compression},
+        ),
+        tmp_path,
+    )
+    assert result["test_accuracy"] >= 0.95, result["test_accuracy"]
+    pushed = sum(s["bytes_pushed"] for s in result["shards"])
+    dense = 2 * result["steps"] * result["n_params"] * 4
+    expected = {"fp16": 0.5, "bf16": 0.5, "topk": 0.2}[
+        compression["compression"]
+    ]  # topk: index + value
+    assert pushed == pytest.approx(dense * expected, rel=0.01)

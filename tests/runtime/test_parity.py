@@ -108,3 +108,26 @@ def test_sync_workers_and_shards_give_the_same_parameters(
     torch.testing.assert_close(
         flat_params(tmp_path / "multi"), flat_params(tmp_path / "single"), rtol=1e-5, atol=1e-6
     )
+
+
+@pytest.mark.parametrize(("workers", "shards"), [(1, 1), (2, 2)])
+def test_shared_memory_and_object_store_paths_give_identical_parameters(
+    ray_runtime, dataset, tmp_path, workers, shards
+):
+    from workers import shm
+
+    path = dataset[0]
+    runs = {}
+    for transport in ("auto", "object_store"):
+        job = deterministic_spec(
+            path, {"name": "adam", "lr": 0.01}, workers=workers, shards=shards, max_steps=20
+        )
+        job["training"]["transport"] = transport
+        job_id = f"transport-{transport}-{workers}-{shards}"
+        from ps.jobs.runner import run_job
+        from ps.spec import parse_spec
+
+        run_job(parse_spec(job), tmp_path / transport, job_id=job_id)
+        runs[transport] = flat_params(tmp_path / transport)
+        assert shm.existing(shm.prefix(job_id)) == []  # no shared-memory file outlives the job
+    assert torch.equal(runs["auto"], runs["object_store"])

@@ -13,6 +13,7 @@ from ps.v1 import training_pb2 as pb
 from tests.conftest import wait_until
 from tests.runtime.helpers import spec
 from tests.service.conftest import TOKEN, start_service
+from workers import shm
 from workers.data import load_dataset
 from workers.models import load_model
 
@@ -125,6 +126,7 @@ def test_queueing_and_cancel(service):
     done = client.cancel("holder")
     assert state(done) == "CANCELLED"
     wait_until(lambda: not job_actor_names("holder"), 30, what="holder's actors to be gone")
+    assert shm.existing(shm.prefix("holder")) == []  # nor its shared-memory buffers
 
     wait_until(
         lambda: state(client.get("waiter")) == "SUCCEEDED",
