@@ -301,6 +301,15 @@ def _grpc_fail(exc: Exception) -> None:
     raise exc
 
 
+def _with_client(server: str | None, token: str | None, tls_ca: Path | None, call):
+    """Run ``call(client)`` against the service; RPC and domain errors become exit codes."""
+    try:
+        with _client(server, token, tls_ca) as client:
+            return call(client)
+    except Exception as exc:  # noqa: BLE001
+        _grpc_fail(exc)
+
+
 def _job_dict(job) -> dict[str, Any]:
     from google.protobuf import json_format
 
@@ -409,11 +418,7 @@ def status(
     json_out: JsonOpt = False,
 ) -> None:
     """Show one job."""
-    try:
-        with _client(server, token, tls_ca) as client:
-            job = client.get(job_id)
-    except Exception as exc:  # noqa: BLE001
-        _grpc_fail(exc)
+    job = _with_client(server, token, tls_ca, lambda client: client.get(job_id))
     print(json.dumps(_job_dict(job))) if json_out else _print_job(job)
 
 
@@ -451,11 +456,7 @@ def cancel(
     job_id: str, server: ServerOpt = None, token: TokenOpt = None, tls_ca: CaOpt = None
 ) -> None:
     """Cancel a queued or running job (waits until its actors are gone)."""
-    try:
-        with _client(server, token, tls_ca) as client:
-            job = client.cancel(job_id)
-    except Exception as exc:  # noqa: BLE001
-        _grpc_fail(exc)
+    job = _with_client(server, token, tls_ca, lambda client: client.cancel(job_id))
     Console().print(f"{job.job_id}: {_state(job)}")
 
 
@@ -464,11 +465,7 @@ def resume(
     job_id: str, server: ServerOpt = None, token: TokenOpt = None, tls_ca: CaOpt = None
 ) -> None:
     """Continue a FAILED or CANCELLED job from its last checkpoint (fresh failure budget)."""
-    try:
-        with _client(server, token, tls_ca) as client:
-            job = client.resume(job_id)
-    except Exception as exc:  # noqa: BLE001
-        _grpc_fail(exc)
+    job = _with_client(server, token, tls_ca, lambda client: client.resume(job_id))
     Console().print(f"{job.job_id}: {_state(job)} (resuming from its last checkpoint)")
 
 
@@ -477,11 +474,7 @@ def delete(
     job_id: str, server: ServerOpt = None, token: TokenOpt = None, tls_ca: CaOpt = None
 ) -> None:
     """Delete a finished job's record and run directory."""
-    try:
-        with _client(server, token, tls_ca) as client:
-            client.delete(job_id)
-    except Exception as exc:  # noqa: BLE001
-        _grpc_fail(exc)
+    _with_client(server, token, tls_ca, lambda client: client.delete(job_id))
     Console().print(f"deleted {job_id}")
 
 
@@ -496,11 +489,7 @@ def export(
     tls_ca: CaOpt = None,
 ) -> None:
     """Download a succeeded job's model (load it with workers.models.load_model)."""
-    try:
-        with _client(server, token, tls_ca) as client:
-            path = client.export(job_id, output)
-    except Exception as exc:  # noqa: BLE001
-        _grpc_fail(exc)
+    path = _with_client(server, token, tls_ca, lambda client: client.export(job_id, output))
     Console().print(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 

@@ -174,14 +174,7 @@ class JobStore:
                 [*sets.values(), job_id],
             )
             if cur.rowcount == 0:
-                r = self._db.execute(
-                    "SELECT state FROM jobs WHERE job_id = ?", (job_id,)
-                ).fetchone()
-                if r is None:
-                    raise JobNotFound(f"no job {job_id!r}")
-                raise TerminalState(
-                    f"job {job_id!r} is {r['state']}; it cannot become {state.value}"
-                )
+                self._refuse(job_id, f"it cannot become {state.value}")
         return self.get(job_id)
 
     def reopen(self, job_id: str) -> JobRecord:
@@ -200,15 +193,15 @@ class JobStore:
                 (job_id,),
             )
             if cur.rowcount == 0:
-                r = self._db.execute(
-                    "SELECT state FROM jobs WHERE job_id = ?", (job_id,)
-                ).fetchone()
-                if r is None:
-                    raise JobNotFound(f"no job {job_id!r}")
-                raise TerminalState(
-                    f"job {job_id!r} is {r['state']}; only FAILED or CANCELLED jobs resume"
-                )
+                self._refuse(job_id, "only FAILED or CANCELLED jobs resume")
         return self.get(job_id)
+
+    def _refuse(self, job_id: str, why: str) -> None:
+        """Raise why a state change did not happen (the caller holds the lock)."""
+        r = self._db.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        if r is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        raise TerminalState(f"job {job_id!r} is {r['state']}; {why}")
 
     def update(self, job_id: str, **fields: Any) -> None:
         """Update non-state fields (progress) of a job that is not terminal; a no-op otherwise."""
