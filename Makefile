@@ -32,6 +32,7 @@ bench: setup
 	$(PY) benchmarks/transport.py
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/time_to_accuracy.py
+	$(PY) benchmarks/scaling.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -306,7 +306,9 @@ class JobSupervisor:
             for n in ray.nodes()
             if n["Alive"]
         ]
-        await asyncio.wait_for(asyncio.gather(*refs), 60)
+        # A node that is going away has nothing left to clean: its failure is not the job's.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*refs, return_exceptions=True), 60)
 
     async def _run(self) -> dict[str, Any]:
         spec, t = self.spec, self.spec.training
