@@ -13,48 +13,20 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 from datetime import date
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-import numpy as np
 import ray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import job  # noqa: E402
-from transport import BenchWorker, memcpy_ms  # noqa: E402
+from transport import BenchWorker, memcpy_ms, round_trip_ms, sgd_shards  # noqa: E402
 
 from ps.jobs.runner import run_job  # noqa: E402
 from ps.server.plan import shard_plan  # noqa: E402
-from ps.server.shard import ParameterShard  # noqa: E402
 from ps.spec import parse_spec  # noqa: E402
-
-
-def round_trip_ms(worker, n: int, shards: int, reps: int) -> float:
-    plan = shard_plan(n, shards)
-    actors = [
-        ray.remote(ParameterShard)
-        .options(num_cpus=0, max_concurrency=100)
-        .remote(
-            index=i,
-            params=np.zeros(hi - lo, np.float32),
-            optimizer={"name": "sgd", "lr": 1e-3},
-            regularization={},
-            total_steps=None,
-            mode="async",
-            workers=1,
-            shards=shards,
-            offset=lo,
-        )
-        for i, (lo, hi) in enumerate(plan)
-    ]
-    try:
-        return statistics.median(ray.get(worker.ours.remote(actors, plan, reps, "auto"))) * 1e3
-    finally:
-        for a in actors:
-            ray.kill(a)
 
 
 def main() -> None:
@@ -79,7 +51,8 @@ def main() -> None:
     rows = []
     for n in args.sizes:
         worker = ray.remote(BenchWorker).options(num_cpus=1).remote(n)
-        ms = round_trip_ms(worker, n, 2, args.reps)
+        plan = shard_plan(n, 2)
+        ms = round_trip_ms(worker, sgd_shards(plan), plan, args.reps, "auto")
         ray.kill(worker)
         rows.append((n, ms, memcpy_ms(n, args.reps)))
     throughput = {}

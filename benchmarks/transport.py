@@ -74,6 +74,35 @@ class BenchWorker:
         return times[1:]
 
 
+def sgd_shards(plan: list[tuple[int, int]]) -> list:
+    """Shard actors for ``plan`` applying plain SGD, one worker, async (no gate waits)."""
+    return [
+        ray.remote(ParameterShard)
+        .options(num_cpus=0, max_concurrency=100)
+        .remote(
+            index=i,
+            params=np.zeros(hi - lo, np.float32),
+            optimizer={"name": "sgd", "lr": 1e-3},
+            regularization={},
+            total_steps=None,
+            mode="async",
+            workers=1,
+            shards=len(plan),
+            offset=lo,
+        )
+        for i, (lo, hi) in enumerate(plan)
+    ]
+
+
+def round_trip_ms(worker, shards: list, plan: list, reps: int, transport: str) -> float:
+    """Median ms of a worker's pull + push round trip; the shards are killed afterwards."""
+    try:
+        return statistics.median(ray.get(worker.ours.remote(shards, plan, reps, transport))) * 1e3
+    finally:
+        for s in shards:
+            ray.kill(s)
+
+
 def memcpy_ms(n: int, reps: int) -> float:
     src, dst = np.ones(n, np.float32), np.empty(n, np.float32)
     np.copyto(dst, src)
@@ -113,26 +142,8 @@ def main() -> None:
             plan = shard_plan(n, k)
             timing = {}
             for transport in ("auto", "object_store"):
-                shards = [
-                    ray.remote(ParameterShard)
-                    .options(num_cpus=0, max_concurrency=100)
-                    .remote(
-                        index=i,
-                        params=np.zeros(hi - lo, np.float32),
-                        optimizer={"name": "sgd", "lr": 1e-3},
-                        regularization={},
-                        total_steps=None,
-                        mode="async",
-                        workers=1,
-                        shards=k,
-                        offset=lo,
-                    )
-                    for i, (lo, hi) in enumerate(plan)
-                ]
-                times = ray.get(worker.ours.remote(shards, plan, args.reps, transport))
-                timing[transport] = statistics.median(times) * 1e3
-                for s in shards:
-                    ray.kill(s)
+                shards = sgd_shards(plan)
+                timing[transport] = round_trip_ms(worker, shards, plan, args.reps, transport)
             fast, plain = timing["auto"], timing["object_store"]
             copy = memcpy_ms(n, args.reps)
             print(
