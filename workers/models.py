@@ -7,7 +7,6 @@ rebuilds a module that takes raw features with no other file.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -223,13 +222,3 @@ def load_model(path: str | Path) -> TrainedModel:
     net.load_state_dict(blob["state_dict"])
     model = TrainedModel(net, Normalizer(blob["shift"], blob["scale"]), spec.loss, blob["classes"])
     return model.eval()
-
-
-def n_params(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
-
-
-def describe(net: nn.Module) -> str:
-    """One line: layer types and the parameter count, for logs."""
-    kinds = " → ".join(type(m).__name__ for m in net)
-    return f"{kinds} ({n_params(net):,} parameters, {math.ceil(n_params(net) * 4 / 1024)} KiB)"

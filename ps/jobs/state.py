@@ -18,8 +18,5 @@ class JobState(str, enum.Enum):
     def is_terminal(self) -> bool:
         return self in TERMINAL
 
-    def is_active(self) -> bool:
-        return self in (JobState.STARTING, JobState.RUNNING)
-
 
 TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})

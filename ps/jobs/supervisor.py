@@ -543,7 +543,7 @@ class JobSupervisor:
             if v % plan.eval_every == 0:
                 ev = await self._evaluate(v, params, snaps[0]["lr"])
                 if es is not None:
-                    value = ev[_MONITOR[es.monitor]]
+                    value = ev[es.monitor]  # the monitor names are evaluation keys
                     if self.best is None or _improves(value, self.best["value"], es):
                         self.best = {"step": v, "value": value, "params": params}
                         self._bad_evals = 0
@@ -724,9 +724,6 @@ class JobSupervisor:
         await self._emit({"type": "telemetry", "telemetry": self._telemetry(stats, samples)})
         await self._emit({"type": "result", "result": result})
         return result
-
-
-_MONITOR = {"val_loss": "val_loss", "val_accuracy": "val_accuracy", "train_loss": "train_loss"}
 
 
 def _improves(value: float | None, best: float | None, es) -> bool:
