@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip
 TORCH   ?= torch==2.13.0
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup system-deps run test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -23,7 +23,11 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: setup lint
+# Real binaries some tests use (openssl, prometheus), installed where the machine allows it.
+system-deps:
+	@.ci/system-deps
+
+test: setup system-deps lint
 	$(PY) -m pytest -q
 
 # Every benchmark prints ratios against a baseline measured in the same run (see docs/benchmarks.md).

@@ -25,7 +25,7 @@ from throughput import job  # noqa: E402
 from transport import BenchWorker, memcpy_ms, round_trip_ms, sgd_shards  # noqa: E402
 
 from ps.jobs.runner import run_job  # noqa: E402
-from ps.server.plan import shard_plan  # noqa: E402
+from ps.server.slices import param_slices  # noqa: E402
 from ps.spec import parse_spec  # noqa: E402
 
 
@@ -51,7 +51,7 @@ def main() -> None:
     rows = []
     for n in args.sizes:
         worker = ray.remote(BenchWorker).options(num_cpus=1).remote(n)
-        plan = shard_plan(n, 2)
+        plan = param_slices(n, 2)
         ms = round_trip_ms(worker, sgd_shards(plan), plan, args.reps, "auto")
         ray.kill(worker)
         rows.append((n, ms, memcpy_ms(n, args.reps)))
@@ -59,7 +59,7 @@ def main() -> None:
     with TemporaryDirectory() as tmp:
         for workers in (1, 2):
             result = run_job(parse_spec(job(workers, "sync", args.steps)), Path(tmp) / str(workers))
-            throughput[workers] = result["samples_per_s"]
+            throughput[workers] = result.samples_per_s
     ray.shutdown()
 
     print(

@@ -100,7 +100,7 @@ def main() -> None:
             result = run_job(
                 parse_spec(job(workers, mode, args.steps)), Path(tmp) / f"{mode}{workers}"
             )
-            rows.append((mode, workers, result["samples_per_s"], result["n_params"]))
+            rows.append((mode, workers, result.samples_per_s, result.n_params))
     ray.shutdown()
     print(f"# training throughput — {date.today()} — {platform.machine()}, {os.cpu_count()} CPUs")
     print(

@@ -87,12 +87,12 @@ def main() -> None:
 
     def on_event(event: dict) -> None:
         if (
-            event["type"] == "evaluation"
+            event.kind == "evaluation"
             and "step" not in reached
-            and (event["val_accuracy"] or 0) >= args.target
+            and (event.val_accuracy or 0) >= args.target
         ):
             reached.update(
-                step=event["step"], running_s=event["elapsed_s"], call_s=time.perf_counter() - start
+                step=event.step, running_s=event.elapsed_s, call_s=time.perf_counter() - start
             )
 
     with TemporaryDirectory() as tmp:

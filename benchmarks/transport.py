@@ -24,8 +24,8 @@ import numpy as np
 import ray
 import torch
 
-from ps.server.plan import shard_plan
-from ps.server.shard import ParameterShard
+from ps.server.shard import ParameterShard, ShardConfig
+from ps.server.slices import param_slices
 from workers.transport import ShardClient
 
 
@@ -80,15 +80,10 @@ def sgd_shards(plan: list[tuple[int, int]]) -> list:
         ray.remote(ParameterShard)
         .options(num_cpus=0, max_concurrency=100)
         .remote(
-            index=i,
-            params=np.zeros(hi - lo, np.float32),
-            optimizer={"name": "sgd", "lr": 1e-3},
-            regularization={},
-            total_steps=None,
-            mode="async",
-            workers=1,
-            shards=len(plan),
-            offset=lo,
+            ShardConfig.make(
+                i, {"name": "sgd", "lr": 1e-3}, offset=lo, size=hi - lo, shards=len(plan)
+            ),
+            np.zeros(hi - lo, np.float32),
         )
         for i, (lo, hi) in enumerate(plan)
     ]
@@ -139,7 +134,7 @@ def main() -> None:
         naive = statistics.median(ray.get(worker.naive.remote(naive_server, args.reps))) * 1e3
         ray.kill(naive_server)
         for k in args.shards:
-            plan = shard_plan(n, k)
+            plan = param_slices(n, k)
             timing = {}
             for transport in ("auto", "object_store"):
                 shards = sgd_shards(plan)

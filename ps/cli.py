@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import progress as bar
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ps.errors import PSError, SpecError
+from ps.jobs.events import Evaluation, Event, Finished, JobResult, Progress, StateChanged
+from ps.jobs.state import JobState
 
 app = typer.Typer(
     help="Parameter-server training on Ray.", no_args_is_help=True, add_completion=False
@@ -46,14 +48,14 @@ class ProgressView:
     """A live progress bar fed by job events: step, epoch, loss, validation accuracy, samples/s."""
 
     def __init__(self, quiet: bool = False) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("step {task.completed:.0f}/{task.total:.0f}"),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+        self.progress = bar.Progress(
+            bar.TextColumn("[bold]{task.description}"),
+            bar.BarColumn(),
+            bar.TextColumn("step {task.completed:.0f}/{task.total:.0f}"),
+            bar.TextColumn("{task.fields[info]}"),
+            bar.TimeElapsedColumn(),
+            bar.TextColumn("ETA"),
+            bar.TimeRemainingColumn(),
             console=console,
             disable=quiet,
         )
@@ -90,53 +92,51 @@ class ProgressView:
             parts.append(f"{f['sps']:,.0f} samples/s")
         return "  ".join(parts)
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        """Show one job event (optional fields may be missing or None)."""
-        kind = event["type"]
-        if kind == "state" and event["state"] == "RUNNING" and self.task is None:
-            self.total = int(event.get("total_steps") or 0)
-            self.task = self.progress.add_task("training", total=self.total, info="")
+    def __call__(self, event: Event) -> None:
+        """Show one job event."""
+        if isinstance(event, StateChanged) and event.state == JobState.RUNNING:
+            if self.task is None:
+                self.total = event.total_steps
+                self.task = self.progress.add_task("training", total=self.total, info="")
+            return
         if self.task is None:
             return
-        step = (
-            min(int(event.get("step") or 0), self.total)
-            if self.total
-            else int(event.get("step") or 0)
-        )
-        if kind == "progress":
+        if isinstance(event, Progress):
+            self.fields.update(epoch=event.epoch, loss=event.train_loss, sps=event.samples_per_s)
+        elif isinstance(event, Evaluation):
             self.fields.update(
-                epoch=event.get("epoch", 0.0),
-                loss=event.get("train_loss"),
-                sps=event.get("samples_per_s"),
+                epoch=event.epoch,
+                val_acc=event.val_accuracy,
+                gap=event.generalization_gap,
+                lr=event.learning_rate,
             )
-            self.progress.update(self.task, completed=step, info=self._info())
-        elif kind == "evaluation":
-            self.fields.update(
-                epoch=event.get("epoch", 0.0),
-                val_acc=event.get("val_accuracy"),
-                gap=event.get("generalization_gap"),
-                lr=event.get("learning_rate"),
-            )
-            if event.get("val_loss") is None:
-                self.fields["loss"] = event.get("train_loss")
-            self.progress.update(self.task, completed=step, info=self._info())
-        elif kind == "result":
-            self.progress.update(self.task, completed=event["result"]["steps"])
+            if event.val_loss is None:
+                self.fields["loss"] = event.train_loss
+        elif isinstance(event, Finished):
+            self.progress.update(self.task, completed=event.result.steps)
+            return
+        else:
+            return
+        step = min(event.step, self.total) if self.total else event.step
+        self.progress.update(self.task, completed=step, info=self._info())
 
 
-def print_result(result: dict[str, Any]) -> None:
-    table = Table(title=f"job {result['job_id']} — {result['state']} ({result['stop_reason']})")
+def print_result(result: JobResult) -> None:
+    title = f"job {result.job_id} — {result.state} ({result.stop_reason})"
+    table = Table(title=title)
     table.add_column("")
     table.add_column("loss", justify="right")
     table.add_column("accuracy", justify="right")
     fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
     for split in ("train", "val", "test"):
-        table.add_row(split, fmt(result[f"{split}_loss"]), fmt(result[f"{split}_accuracy"]))
+        table.add_row(
+            split, fmt(getattr(result, f"{split}_loss")), fmt(getattr(result, f"{split}_accuracy"))
+        )
     Console().print(table)
     Console().print(
-        f"steps {result['steps']}  epochs {result['epochs']:.2f}  "
-        f"wall {result['wall_time_s']:.1f}s  {result['samples_per_s']:,.0f} samples/s  "
-        f"rejected gradients {sum(result['rejected_gradients'].values())}"
+        f"steps {result.steps}/{result.total_steps}  epochs {result.epochs:.2f}  "
+        f"wall {result.wall_time_s:.1f}s  {result.samples_per_s:,.0f} samples/s  "
+        f"rejected gradients {sum(result.rejected_gradients.values())}"
     )
 
 
@@ -144,12 +144,7 @@ def print_result(result: dict[str, Any]) -> None:
 def run(
     spec: Annotated[Path, typer.Argument(help="job spec (YAML or JSON)")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="run directory")] = None,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            "--ray-address", help="existing Ray cluster (else RAY_ADDRESS, else embedded)"
-        ),
-    ] = None,
+    ray_address: RayAddressOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
@@ -165,7 +160,7 @@ def run(
     except PSError as exc:
         _fail(exc)
     if json_out:
-        print(json.dumps(result, indent=2, default=str))
+        print(json.dumps(result.to_dict(), indent=2, default=str))
     else:
         print_result(result)
         Console().print(f"run directory: {out}  (model: {out / 'model.pt'})")
@@ -174,100 +169,96 @@ def run(
 # -- the service ---------------------------------------------------------------------------------
 
 
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="existing Ray cluster (else RAY_ADDRESS, else embedded)"),
+]
+MetricsPortOpt = Annotated[
+    int, typer.Option(help="Prometheus /metrics port on the same host (0: any free port, -1: off)")
+]
+RetentionOpt = Annotated[float, typer.Option(help="seconds a finished job's metric series stay")]
+StorageOpt = Annotated[Path, typer.Option(help="run directories go to STORAGE/<job_id>/")]
+DbOpt = Annotated[Path | None, typer.Option(help="SQLite job store (default STORAGE/jobs.db)")]
+DataRootOpt = Annotated[
+    Path | None,
+    typer.Option(help="data files and init_from models must be inside it (default STORAGE/data)"),
+]
+TokenFileOpt = Annotated[
+    Path | None, typer.Option(help="file holding the API token (else env PS_TOKEN)")
+]
+TlsCertOpt = Annotated[Path | None, typer.Option(help="PEM certificate (with --tls-key) for TLS")]
+TlsKeyOpt = Annotated[Path | None, typer.Option(help="PEM private key")]
+
+
 @app.command()
 def serve(
-    host: Annotated[
-        str, typer.Option(help="address to bind (non-loopback needs a token)")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="gRPC port (0: any free port)")] = 50051,
-    metrics_port: Annotated[
-        int,
-        typer.Option(help="Prometheus /metrics port on the same host (0: any free port, -1: off)"),
-    ] = 9464,
-    metrics_retention: Annotated[
-        float, typer.Option(help="seconds a finished job's metric series stay")
-    ] = 300.0,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            "--ray-address", help="existing Ray cluster (else RAY_ADDRESS, else embedded)"
-        ),
-    ] = None,
-    storage: Annotated[Path, typer.Option(help="run directories go to STORAGE/<job_id>/")] = Path(
-        "ps-storage"
+    host: Annotated[str, typer.Option(help="bind address (non-loopback needs a token)")] = (
+        "127.0.0.1"
     ),
-    db: Annotated[
-        Path | None, typer.Option(help="SQLite job store (default STORAGE/jobs.db)")
-    ] = None,
-    data_root: Annotated[
-        Path | None,
-        typer.Option(
-            help="data files and init_from models must be inside it (default STORAGE/data)"
-        ),
-    ] = None,
-    token_file: Annotated[
-        Path | None, typer.Option(help="file holding the API token (else env PS_TOKEN)")
-    ] = None,
-    tls_cert: Annotated[
-        Path | None, typer.Option(help="PEM certificate (with --tls-key) for TLS")
-    ] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="PEM private key")] = None,
+    port: Annotated[int, typer.Option(help="gRPC port (0: any free port)")] = 50051,
+    metrics_port: MetricsPortOpt = 9464,
+    metrics_retention: RetentionOpt = 300.0,
+    ray_address: RayAddressOpt = None,
+    storage: StorageOpt = Path("ps-storage"),
+    db: DbOpt = None,
+    data_root: DataRootOpt = None,
+    token_file: TokenFileOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
     max_queue: Annotated[int, typer.Option(help="queued jobs beyond this are refused")] = 100,
 ) -> None:
     """Run the training service until SIGINT/SIGTERM."""
-    import contextlib
     import os
-    import signal
-    import threading
 
-    from prometheus_client import CollectorRegistry, disable_created_metrics
-
-    from ps.api.metrics_http import serve_metrics
-    from ps.api.server import ServerConfig, read_token, run_server
-    from ps.jobs.manager import JobManager, ManagerConfig
-    from ps.jobs.runner import ray_session
-    from ps.jobs.store import JobStore
-    from ps.metrics import ServiceMetrics
+    from ps.api.server import read_token
+    from ps.service import ServiceConfig
 
     if bool(tls_cert) != bool(tls_key):
         _fail(PSError("--tls-cert and --tls-key go together"))
     try:
-        token = read_token(token_file, os.environ.get("PS_TOKEN"))
-        storage.mkdir(parents=True, exist_ok=True)
-        root = data_root or storage / "data"
-        root.mkdir(parents=True, exist_ok=True)
-        store = JobStore(db or storage / "jobs.db")
-        config = ServerConfig(host=host, port=port, token=token, tls_cert=tls_cert, tls_key=tls_key)
-        stop = threading.Event()
-        disable_created_metrics()  # *_created series only add noise to every scrape
-        registry = CollectorRegistry()
-        metrics = ServiceMetrics(registry, store.count_by_state, metrics_retention)
-        with ray_session(ray_address, namespace="ps"), contextlib.ExitStack() as stack:
-            # After ray.init, which installs handlers of its own: a signal stops us cleanly.
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
-            manager = JobManager(
-                store,
-                ManagerConfig(
-                    storage=storage.resolve(), data_root=root.resolve(), max_queue=max_queue
-                ),
-                metrics,
-            )
-            manager.start()
-            stack.callback(manager.shutdown)
-            _, bound = stack.enter_context(run_server(config, manager, metrics))
-            scheme = "TLS" if tls_cert else "plaintext"
-            auth = "token auth" if token else "no auth (loopback only)"
-            print(
-                f"psctl serve: listening on {host}:{bound} ({scheme}, {auth}); storage {storage}",
-                flush=True,
-            )
-            if metrics_port >= 0:
-                mport = stack.enter_context(serve_metrics(registry, host, metrics_port, token))
-                print(f"psctl serve: metrics on http://{host}:{mport}/metrics", flush=True)
-            stop.wait()
+        config = ServiceConfig(
+            storage=storage,
+            host=host,
+            port=port,
+            metrics_port=metrics_port,
+            metrics_retention=metrics_retention,
+            db=db,
+            data_root=data_root,
+            token=read_token(token_file, os.environ.get("PS_TOKEN")),
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            max_queue=max_queue,
+        )
+        _serve_until_stopped(config, ray_address)
     except PSError as exc:
         _fail(exc)
+
+
+def _serve_until_stopped(config, ray_address: str | None) -> None:
+    import signal
+    import threading
+
+    from ps.jobs.runner import ray_session
+    from ps.service import run_service
+
+    stop = threading.Event()
+    with ray_session(ray_address, namespace="ps"), run_service(config) as service:
+        # After ray.init, which installs handlers of its own: a signal stops us cleanly.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        scheme = "TLS" if config.tls_cert else "plaintext"
+        auth = "token auth" if config.token else "no auth (loopback only)"
+        print(
+            f"psctl serve: listening on {service.address} ({scheme}, {auth}); "
+            f"storage {config.storage}",
+            flush=True,
+        )
+        if service.metrics_port is not None:
+            print(
+                f"psctl serve: metrics on http://{config.host}:{service.metrics_port}/metrics",
+                flush=True,
+            )
+        stop.wait()
 
 
 def _client(server: str | None, token: str | None, tls_ca: Path | None):
@@ -330,7 +321,7 @@ def _print_job(job) -> None:
         loss = f"  loss {p.train_loss:.4f}" if p.HasField("train_loss") else ""
         out.print(f"  step {p.step}/{p.total_steps}  epoch {p.epoch:.2f}{loss}")
     if job.HasField("result"):
-        print_result(json.loads(job.result.result_json))
+        print_result(JobResult.from_dict(json.loads(job.result.result_json)))
     if job.error:
         out.print(f"  [red]error:[/red] {job.error}")
     out.print(f"  run directory: {job.run_dir}")
@@ -372,24 +363,15 @@ def submit(
 
 def _follow(client, job_id: str, quiet: bool = False):
     """Stream a job's events into the progress view; returns the finished job."""
-    from google.protobuf import json_format
-
-    from ps.api.convert import state_from_proto
+    from ps.api.convert import proto_to_event
 
     final = None
     with ProgressView(quiet) as view:
-        for event in client.watch(job_id):
-            kind = event.WhichOneof("event")
-            if kind == "finished":
-                final = event.finished
-            elif kind in ("progress", "evaluation"):
-                data = json_format.MessageToDict(
-                    getattr(event, kind), preserving_proto_field_name=True
-                )
-                view({"type": kind, **data})
-            elif kind == "state" and state_from_proto(event.state).value == "RUNNING":
-                total = client.get(job_id).progress.total_steps
-                view({"type": "state", "state": "RUNNING", "total_steps": total})
+        for message in client.watch(job_id):
+            if message.WhichOneof("event") == "finished":
+                final = message.finished
+            elif (event := proto_to_event(message)) is not None:
+                view(event)
     return final or client.get(job_id)
 
 

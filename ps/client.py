@@ -66,7 +66,7 @@ class Client:
         """Submit a spec (a file path, plain data or a JobSpec); validated locally first."""
         if isinstance(spec, str | Path):
             spec = load_spec(spec)
-        msg = spec_to_proto(parse_spec(spec))
+        msg = spec_to_proto(parse_spec(spec))  # a JobSpec passes through unparsed
         request = pb.SubmitJobRequest(spec=msg, job_id=job_id or "")
         return self.stub.SubmitJob(request, metadata=self._metadata, timeout=self.timeout).job
 

@@ -19,3 +19,15 @@ class SpecError(PSError, ValueError):
         self.path = path
         self.message = message
         super().__init__(f"{path}: {message}" if path else message)
+
+
+def clip(value: object, limit: int = 120) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, for echoing user input in messages.
+
+    An error must reach the client with its intended status even when the input was huge (a
+    1 MB string, a 300k-element list): gRPC refuses status details beyond its metadata limit.
+    """
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text):,} characters)"

@@ -22,6 +22,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from ps.jobs.events import Evaluation, Event, Progress, Telemetry
+from ps.jobs.state import JobState
+
 LATENCY_BUCKETS = (
     0.0005,
     0.001,
@@ -39,7 +42,7 @@ LATENCY_BUCKETS = (
     10.0,
 )
 STALENESS_BUCKETS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128)
-JOB_STATES = ("QUEUED", "STARTING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+JOB_STATES = tuple(s.value for s in JobState)
 SUBMISSION_OUTCOMES = (
     "accepted",
     "invalid",
@@ -163,38 +166,34 @@ class JobTelemetry(Collector):
         self._jobs: dict[str, JobSeries] = {}
         self._lock = threading.Lock()
 
-    def update(self, job_id: str, event: dict[str, Any]) -> None:
+    def update(self, job_id: str, event: Event) -> None:
         """Fold a supervisor event (progress, evaluation, telemetry) into the job's series."""
         with self._lock:
             s = self._jobs.setdefault(job_id, JobSeries(job_id))
-            kind = event.get("type")
-            if kind == "evaluation":
-                s.validation_loss = event.get("val_loss")
-                s.validation_accuracy = event.get("val_accuracy")
-                s.generalization_gap = event.get("generalization_gap")
-                s.learning_rate = event.get("learning_rate")
-                s.epoch = max(s.epoch, event.get("epoch") or 0.0)
-            elif kind == "progress":
-                s.train_loss = event.get("train_loss")
-                s.epoch = max(s.epoch, event.get("epoch") or 0.0)
-                norms = dict(event.get("layer_grad_norms") or {})
-                if event.get("grad_norm") is not None:
-                    norms["global"] = event["grad_norm"]
+            if isinstance(event, Evaluation):
+                s.validation_loss = event.val_loss
+                s.validation_accuracy = event.val_accuracy
+                s.generalization_gap = event.generalization_gap
+                s.learning_rate = event.learning_rate
+                s.epoch = max(s.epoch, event.epoch)
+            elif isinstance(event, Progress):
+                s.train_loss = event.train_loss
+                s.epoch = max(s.epoch, event.epoch)
+                norms = dict(event.layer_grad_norms or {})
+                if event.grad_norm is not None:
+                    norms["global"] = event.grad_norm
                 if norms:
                     s.gradient_norm = norms
-            tel = event.get("telemetry")
-            if tel:
-                s.steps = tel["steps"]
-                s.samples = tel["samples"]
-                s.workers = dict(tel["workers"])
-                s.worker_restarts = tel.get("worker_restarts", 0)
-                s.restores = tel.get("restores", 0)
-                s.rejected = dict(tel["rejected"])
-                s.bytes_pushed = tel["bytes_pushed"]
-                s.bytes_pulled = tel["bytes_pulled"]
-                s.histograms = dict(tel["histograms"])
-                if tel.get("learning_rate") is not None:
-                    s.learning_rate = tel["learning_rate"]
+            elif isinstance(event, Telemetry):
+                f = event.figures
+                s.steps, s.samples = f.steps, f.samples
+                s.workers = dict(f.workers)
+                s.worker_restarts, s.restores = f.worker_restarts, f.restores
+                s.rejected = dict(f.rejected)
+                s.bytes_pushed, s.bytes_pulled = f.bytes_pushed, f.bytes_pulled
+                s.histograms = dict(f.histograms)
+                if f.learning_rate is not None:
+                    s.learning_rate = f.learning_rate
 
     def end(self, job_id: str) -> None:
         """The job ended: its series go away ``retention_s`` from now."""
@@ -221,98 +220,76 @@ class JobTelemetry(Collector):
         self._expire()
         with self._lock:
             jobs = [JobSeries(**vars(s)) for s in self._jobs.values()]
-        j = ["job_id"]
-
-        def counter(name, doc, get, extra=None):
-            fam = CounterMetricFamily(name, doc, labels=j + ([extra[0]] if extra else []))
+        for name, doc, attribute in JOB_COUNTERS:
+            fam = CounterMetricFamily(name, doc, labels=["job_id"])
             for s in jobs:
-                if extra:
-                    for value in extra[1]:
-                        fam.add_metric([s.job_id, value], get(s).get(value, 0))
-                else:
-                    fam.add_metric([s.job_id], get(s))
-            return fam
-
-        def gauge(name, doc, get):
-            fam = GaugeMetricFamily(name, doc, labels=j)
+                fam.add_metric([s.job_id], getattr(s, attribute))
+            yield fam
+        for name, doc, attribute in JOB_GAUGES:
+            fam = GaugeMetricFamily(name, doc, labels=["job_id"])
             for s in jobs:
-                value = get(s)
-                if value is not None:
-                    fam.add_metric([s.job_id], value)
-            return fam
-
-        yield counter(
-            "ps_job_steps", "Parameter-server updates applied (versions).", lambda s: s.steps
-        )
-        yield counter(
-            "ps_job_samples", "Training samples consumed by the workers.", lambda s: s.samples
-        )
-        yield gauge("ps_job_epoch", "Epochs completed (fractional).", lambda s: s.epoch)
-        yield gauge("ps_job_train_loss", "Recent minibatch training loss.", lambda s: s.train_loss)
-        yield gauge(
-            "ps_job_validation_loss",
-            "Validation loss at the latest evaluation.",
-            lambda s: s.validation_loss,
-        )
-        yield gauge(
-            "ps_job_validation_accuracy",
-            "Validation accuracy at the latest evaluation.",
-            lambda s: s.validation_accuracy,
-        )
-        yield gauge(
-            "ps_job_generalization_gap",
-            "Validation loss minus training loss at the latest evaluation.",
-            lambda s: s.generalization_gap,
-        )
-        yield gauge(
-            "ps_job_learning_rate", "Learning rate of the latest update.", lambda s: s.learning_rate
-        )
-        norm = GaugeMetricFamily(
-            "ps_job_gradient_norm",
-            "Gradient L2 norm: layer=global, or per parameter tensor.",
-            labels=["job_id", "layer"],
-        )
-        for s in jobs:
-            for layer, value in s.gradient_norm.items():
-                norm.add_metric([s.job_id, layer], value)
-        yield norm
-        workers = GaugeMetricFamily(
-            "ps_job_workers", "Worker actors of the job by state.", labels=["job_id", "state"]
-        )
-        for s in jobs:
-            for state in WORKER_STATES:
-                workers.add_metric([s.job_id, state], s.workers.get(state, 0))
-        yield workers
-        yield counter(
-            "ps_job_restores",
-            "Times the job's parameter servers were restored from a checkpoint.",
-            lambda s: s.restores,
-        )
-        yield counter(
-            "ps_job_worker_restarts",
-            "Worker actors replaced after a failure.",
-            lambda s: s.worker_restarts,
-        )
-        yield counter(
-            "ps_gradients_rejected",
-            "Gradients the shards refused, by reason.",
-            lambda s: s.rejected,
-            ("reason", REJECT_REASONS),
-        )
-        yield counter(
-            "ps_bytes_pushed", "Gradient bytes received by the shards.", lambda s: s.bytes_pushed
-        )
-        yield counter(
-            "ps_bytes_pulled", "Parameter bytes sent by the shards.", lambda s: s.bytes_pulled
-        )
+                if getattr(s, attribute) is not None:
+                    fam.add_metric([s.job_id], getattr(s, attribute))
+            yield fam
+        yield from _labelled(jobs)
         for key, (name, doc, bounds) in HISTOGRAMS.items():
-            yield _hist_family(
-                name,
-                doc,
-                j,
-                [([s.job_id], s.histograms[key]) for s in jobs if key in s.histograms],
-                bounds,
-            )
+            series = [([s.job_id], s.histograms[key]) for s in jobs if key in s.histograms]
+            yield _hist_family(name, doc, ["job_id"], series, bounds)
+
+
+JOB_COUNTERS = (
+    ("ps_job_steps", "Parameter-server updates applied (versions).", "steps"),
+    ("ps_job_samples", "Training samples consumed by the workers.", "samples"),
+    (
+        "ps_job_restores",
+        "Times the job's parameter servers were restored from a checkpoint.",
+        "restores",
+    ),
+    ("ps_job_worker_restarts", "Worker actors replaced after a failure.", "worker_restarts"),
+    ("ps_bytes_pushed", "Gradient bytes received by the shards.", "bytes_pushed"),
+    ("ps_bytes_pulled", "Parameter bytes sent by the shards.", "bytes_pulled"),
+)
+JOB_GAUGES = (
+    ("ps_job_epoch", "Epochs completed (fractional).", "epoch"),
+    ("ps_job_train_loss", "Recent minibatch training loss.", "train_loss"),
+    ("ps_job_validation_loss", "Validation loss at the latest evaluation.", "validation_loss"),
+    (
+        "ps_job_validation_accuracy",
+        "Validation accuracy at the latest evaluation.",
+        "validation_accuracy",
+    ),
+    (
+        "ps_job_generalization_gap",
+        "Validation loss minus training loss at the latest evaluation.",
+        "generalization_gap",
+    ),
+    ("ps_job_learning_rate", "Learning rate of the latest update.", "learning_rate"),
+)
+
+
+def _labelled(jobs: list[JobSeries]) -> Iterator:
+    """The per-job families with a second label: layer, worker state, rejection reason."""
+    norm = GaugeMetricFamily(
+        "ps_job_gradient_norm",
+        "Gradient L2 norm: layer=global, or per parameter tensor.",
+        labels=["job_id", "layer"],
+    )
+    workers = GaugeMetricFamily(
+        "ps_job_workers", "Worker actors of the job by state.", labels=["job_id", "state"]
+    )
+    rejected = CounterMetricFamily(
+        "ps_gradients_rejected",
+        "Gradients the shards refused, by reason.",
+        labels=["job_id", "reason"],
+    )
+    for s in jobs:
+        for layer, value in s.gradient_norm.items():
+            norm.add_metric([s.job_id, layer], value)
+        for state in WORKER_STATES:
+            workers.add_metric([s.job_id, state], s.workers.get(state, 0))
+        for reason in REJECT_REASONS:
+            rejected.add_metric([s.job_id, reason], s.rejected.get(reason, 0))
+    yield from (norm, workers, rejected)
 
 
 class ServiceMetrics:

@@ -68,7 +68,21 @@ def plot_curves(run_dir: str | Path, out: str | Path) -> Path:
             )
         acc_ax.set_xlabel("step (parameter-server updates)")
         acc_ax.set_ylabel("accuracy")
-    for a in axes[0]:
+    _mark_steps(axes[0], result)
+    title = run_dir.name if not result else f"{result.get('name') or result['job_id']}"
+    if result and result.get("test_accuracy") is not None:
+        title += f" — test accuracy {result['test_accuracy']:.4f}"
+    fig.suptitle(title)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _mark_steps(axes, result: dict[str, Any] | None) -> None:
+    """The best step and an early stop as vertical lines on every panel."""
+    for a in axes:
         if result and result.get("best_step") is not None:
             a.axvline(
                 result["best_step"],
@@ -85,12 +99,3 @@ def plot_curves(run_dir: str | Path, out: str | Path) -> Path:
             )
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
-    title = run_dir.name if not result else f"{result.get('name') or result['job_id']}"
-    if result and result.get("test_accuracy") is not None:
-        title += f" — test accuracy {result['test_accuracy']:.4f}"
-    fig.suptitle(title)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out

@@ -23,9 +23,10 @@ from pydantic import (
     model_validator,
 )
 
-from ps.errors import SpecError
+from ps.errors import SpecError, clip
 from ps.optim import resolve_optimizer, resolve_regularization
 
+MAX_REPORTED_PROBLEMS = 10
 BUNDLED_SOURCES = ("digits", "synthetic-classification", "synthetic-regression")
 FILE_SUFFIXES = (".npz", ".csv", ".parquet")
 ACTIVATIONS = (
@@ -53,8 +54,26 @@ INITIALIZERS = (
 )
 
 
+# Budgets checked before anything is allocated (docs/operations.md, "Limits").
+MAX_PATH_CHARS = 4096
+MAX_NAME_CHARS = 200
+MAX_LAYERS = 1000
+MAX_SYNTHETIC_VALUES = 100_000_000  # n_samples × n_features of a generated dataset
+MAX_INIT_MAGNITUDE = 1e6  # initializer means, bounds and spreads
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: every float in a spec is finite (inf/NaN would be stored as null and
+    # could never be read back).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _plain_text(v: str, limit: int) -> str:
+    if "\x00" in v:
+        raise ValueError("must not contain a NUL character")
+    if len(v) > limit:
+        raise ValueError(f"is {len(v)} characters long (at most {limit})")
+    return v
 
 
 class DataSpec(_Strict):
@@ -62,10 +81,10 @@ class DataSpec(_Strict):
 
     source: str = "digits"
     target: str | None = None
-    n_samples: Annotated[int, Field(ge=10)] = 1000
-    n_features: Annotated[int, Field(ge=1)] = 20
-    n_classes: Annotated[int, Field(ge=2)] = 2
-    noise: Annotated[float, Field(ge=0)] = 0.1
+    n_samples: Annotated[int, Field(ge=10, le=100_000_000)] = 1000
+    n_features: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    n_classes: Annotated[int, Field(ge=2, le=1000)] = 2
+    noise: Annotated[float, Field(ge=0, le=1e6)] = 0.1
     validation_split: Annotated[float, Field(ge=0, lt=1)] = 0.1
     test_split: Annotated[float, Field(ge=0, lt=1)] = 0.2
     shuffle: bool = True
@@ -74,12 +93,18 @@ class DataSpec(_Strict):
     @field_validator("source")
     @classmethod
     def _known_source(cls, v: str) -> str:
+        _plain_text(v, MAX_PATH_CHARS)
         if v in BUNDLED_SOURCES or Path(v).suffix.lower() in FILE_SUFFIXES:
             return v
         raise ValueError(
-            f"unknown source {v!r}: use one of {BUNDLED_SOURCES} or a path ending in "
+            f"unknown source {clip(v)}: use one of {BUNDLED_SOURCES} or a path ending in "
             f"{' / '.join(FILE_SUFFIXES)}"
         )
+
+    @field_validator("target")
+    @classmethod
+    def _target_text(cls, v: str | None) -> str | None:
+        return v if v is None else _plain_text(v, MAX_NAME_CHARS)
 
     @model_validator(mode="after")
     def _splits_leave_training_data(self) -> DataSpec:
@@ -91,7 +116,38 @@ class DataSpec(_Strict):
             )
         if Path(self.source).suffix.lower() in (".csv", ".parquet") and not self.target:
             raise SpecError("data.target", f"required for a {Path(self.source).suffix} source")
+        if self.source.startswith("synthetic-"):
+            self._check_synthetic()
         return self
+
+    def _check_synthetic(self) -> None:
+        values = self.n_samples * self.n_features
+        if values > MAX_SYNTHETIC_VALUES:
+            raise SpecError(
+                "data.n_samples",
+                f"{self.n_samples:,} samples × {self.n_features:,} features = {values:,} values "
+                f"(≈{values * 8 / 2**30:,.1f} GiB while generated) exceeds the synthetic-data "
+                f"budget of {MAX_SYNTHETIC_VALUES:,} values",
+            )
+        if self.source == "synthetic-classification":
+            if self.n_features < 2:
+                raise SpecError(
+                    "data.n_features",
+                    f"synthetic-classification needs >= 2 (got {self.n_features})",
+                )
+            most = 2 ** (self.informative_features - 1)
+            if self.n_classes > most:
+                raise SpecError(
+                    "data.n_classes",
+                    f"synthetic-classification with {self.n_features} features supports at most "
+                    f"{most} classes (got {self.n_classes}); add features",
+                )
+
+    @property
+    def informative_features(self) -> int:
+        """Features that carry the classes in ``synthetic-classification`` (capped: scikit-learn
+        places the class clusters on the vertices of a hypercube of this dimension)."""
+        return max(2, min(self.n_features, self.n_features // 2 + 1, 30))
 
     @property
     def is_file(self) -> bool:
@@ -102,7 +158,7 @@ class Activation(_Strict):
     """An activation with its parameters (a bare name in YAML is accepted too)."""
 
     type: Literal[ACTIVATIONS] = "linear"  # type: ignore[valid-type]
-    negative_slope: Annotated[float, Field(ge=0)] = 0.01
+    negative_slope: Annotated[float, Field(ge=0, le=1000)] = 0.01
     pieces: Annotated[int, Field(ge=2, le=16)] = 2
 
 
@@ -110,10 +166,10 @@ class Init(_Strict):
     """A weight initializer with its parameters (a bare name in YAML is accepted too)."""
 
     type: Literal[INITIALIZERS] = "glorot_uniform"  # type: ignore[valid-type]
-    mean: float = 0.0
-    std: Annotated[float, Field(gt=0)] = 0.05
-    low: float = -0.05
-    high: float = 0.05
+    mean: Annotated[float, Field(ge=-MAX_INIT_MAGNITUDE, le=MAX_INIT_MAGNITUDE)] = 0.0
+    std: Annotated[float, Field(gt=0, le=MAX_INIT_MAGNITUDE)] = 0.05
+    low: Annotated[float, Field(ge=-MAX_INIT_MAGNITUDE, le=MAX_INIT_MAGNITUDE)] = -0.05
+    high: Annotated[float, Field(ge=-MAX_INIT_MAGNITUDE, le=MAX_INIT_MAGNITUDE)] = 0.05
 
     @model_validator(mode="after")
     def _ordered(self) -> Init:
@@ -149,9 +205,14 @@ Layer = Annotated[DenseLayer | DropoutLayer, Field(discriminator="type")]
 class ModelSpec(_Strict):
     """A sequential network; the input size comes from the data."""
 
-    layers: Annotated[list[Layer], Field(min_length=1)]
+    layers: Annotated[list[Layer], Field(min_length=1, max_length=MAX_LAYERS)]
     loss: Literal["cross_entropy", "mse", "bce"] = "cross_entropy"
     init_from: str | None = None
+
+    @field_validator("init_from")
+    @classmethod
+    def _path_text(cls, v: str | None) -> str | None:
+        return v if v is None else _plain_text(v, MAX_PATH_CHARS)
 
     @model_validator(mode="after")
     def _ends_in_dense(self) -> ModelSpec:
@@ -195,6 +256,7 @@ class TrainingSpec(_Strict):
 class PSSpec(_Strict):
     shards: Annotated[int, Field(ge=1, le=256)] = 1
     resources: Resources = Resources(num_cpus=0.0)
+    max_params: Annotated[int, Field(ge=1, le=10_000_000_000)] = 100_000_000
 
 
 class CheckpointSpec(_Strict):
@@ -207,6 +269,12 @@ class JobSpec(_Strict):
 
     name: str | None = None
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+
+    @field_validator("name")
+    @classmethod
+    def _name_text(cls, v: str | None) -> str | None:
+        return v if v is None else _plain_text(v, MAX_NAME_CHARS)
+
     data: DataSpec = DataSpec()
     model: ModelSpec
     optimizer: dict[str, Any] = Field(
@@ -270,8 +338,14 @@ def _describe(err: Mapping[str, Any]) -> tuple[str, str]:
         return path, "required field is missing"
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "union_tag_invalid":
-        return f"{path}.type" if path else "type", msg
-    return path, f"{msg} (got {err.get('input')!r})"
+        expected = ctx.get("expected_tags", "")
+        return (
+            f"{path}.type" if path else "type",
+            f"unknown type {clip(ctx.get('tag'))} (choose from {expected})",
+        )
+    if len(msg) > 300:  # pydantic's messages may quote the input
+        msg = msg[:300] + "…"
+    return path, f"{msg} (got {clip(err.get('input'))})"
 
 
 def parse_spec(data: Mapping[str, Any] | JobSpec) -> JobSpec:
@@ -290,7 +364,11 @@ def parse_spec(data: Mapping[str, Any] | JobSpec) -> JobSpec:
     except ValidationError as exc:
         problems = [_describe(e) for e in exc.errors()]
         first = SpecError(*problems[0])
-        first.others = [f"{p}: {m}" for p, m in problems[1:]]
+        others = [f"{p}: {m}" for p, m in problems[1:]]
+        if len(others) > MAX_REPORTED_PROBLEMS:
+            hidden = len(others) - MAX_REPORTED_PROBLEMS
+            others = [*others[:MAX_REPORTED_PROBLEMS], f"... and {hidden} more"]
+        first.others = others
         raise first from None
     except SpecError:
         raise

@@ -23,7 +23,10 @@ def ray_runtime():
             logging_level="ERROR",
             log_to_driver=False,
             # Test data lives in tmp dirs; actors must see the same files (same machine).
-            runtime_env={"env_vars": {"PYTHONPATH": os.getcwd()}},
+            runtime_env={
+                "env_vars": {"PYTHONPATH": os.getcwd()},
+                "worker_process_setup_hook": "tests.hooks.forbid_spec_parsing",
+            },
         )
         # State-API calls name this cluster explicitly: other tests start clusters of their own.
         os.environ["PS_TEST_DASHBOARD"] = f"http://{context.dashboard_url}"
@@ -51,3 +54,20 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, what: s
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Make skipped tests impossible to miss: a green run must not hide an untested part."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons: dict[str, int] = {}
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reasons[reason.removeprefix("Skipped: ")] = reasons.get(reason, 0) + 1
+    terminalreporter.write_sep("!", f"{len(skipped)} TESTS DID NOT RUN", red=True, bold=True)
+    for reason, n in sorted(reasons.items()):
+        terminalreporter.write_line(f"  {n} × {reason}", red=True)
+    terminalreporter.write_line(
+        "  (`make test` installs the missing system packages where it can: .ci/system-deps)"
+    )

@@ -6,13 +6,12 @@ job sees exactly the same splits, shards and batch order.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ps.errors import SpecError
+from ps.errors import SpecError, clip
 from ps.spec import DataSpec
 
 
@@ -54,49 +53,194 @@ def resolve_path(source: str, root: Path | None, field: str = "data.source") -> 
     Raises:
         SpecError: the path leaves ``root`` or does not exist.
     """
-    path = Path(source)
-    if root is not None:
-        root = root.resolve()
-        path = (root / path).resolve()
-        if not path.is_relative_to(root):
-            raise SpecError(field, f"{source!r} is outside the data root")
-    if not path.is_file():
-        raise SpecError(field, f"file not found: {source}")
+    try:
+        path = Path(source)
+        if root is not None:
+            root = root.resolve()
+            path = (root / path).resolve()
+            if not path.is_relative_to(root):
+                raise SpecError(field, f"{clip(source)} is outside the data root")
+        if not path.is_file():
+            raise SpecError(field, f"file not found: {clip(source)}")
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte, a loop of links
+        if isinstance(exc, SpecError):
+            raise
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SpecError(field, f"unusable path {clip(source)}: {reason}") from None
     return path
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What is known of a data source without loading it (the cheap check at submission).
+
+    Attributes:
+        rows: samples in the source, or None where the format does not say (csv).
+        features: input features per sample.
+        outputs: units of the model's last layer for the spec's loss, or None where only the
+            full load can tell (a csv target column).
+    """
+
+    rows: int | None
+    features: int
+    outputs: int | None
+
+    @property
+    def nbytes(self) -> int | None:
+        """Size of the features in memory as float32, where the row count is known."""
+        return None if self.rows is None else self.rows * self.features * 4
+
+
+DIGITS_ROWS, DIGITS_FEATURES, DIGITS_CLASSES = 1797, 64, 10
+
+
+def inspect_data(spec: DataSpec, loss: str, root: Path | None = None) -> DataInfo:
+    """Check a data source cheaply: bundled and synthetic sources from the spec alone, files from
+    their headers (npz array headers, the parquet footer, a csv's first block) and their target
+    only (never the whole feature matrix).
+
+    Raises:
+        SpecError: a missing or unreadable file, missing arrays or columns, non-numeric features,
+            targets that do not fit the loss.
+    """
+    if spec.source == "digits":
+        return DataInfo(DIGITS_ROWS, DIGITS_FEATURES, _outputs_for_classes(DIGITS_CLASSES, loss))
+    if spec.source == "synthetic-classification":
+        return DataInfo(spec.n_samples, spec.n_features, _outputs_for_classes(spec.n_classes, loss))
+    if spec.source == "synthetic-regression":
+        return DataInfo(spec.n_samples, spec.n_features, 1 if loss == "mse" else None)
+    path = resolve_path(spec.source, root)
+    if path.suffix.lower() == ".npz":
+        return _inspect_npz(path, loss)
+    schema, rows = _schema(path)
+    features = _feature_columns(schema, spec.target, path)
+    outputs = None
+    if rows is not None:  # parquet: reading one column is cheap
+        y = _read_table(path, [spec.target]).column(spec.target).to_numpy(zero_copy_only=False)
+        outputs = _outputs(y, loss)
+    return DataInfo(rows, len(features), outputs)
+
+
+def _inspect_npz(path: Path, loss: str) -> DataInfo:
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            _require_arrays(z.files, path)
+            with z.zip.open("X.npy") as f:
+                major, _ = np.lib.format.read_magic(f)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if major == 1
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(f)
+            y = np.asarray(z["y"])
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise SpecError("data.source", f"cannot read {path.name}: {_first_line(exc)}") from None
+    if len(shape) != 2 or dtype.kind not in "biuf":
+        raise SpecError(
+            "data.source",
+            f"{path.name}: X must be a numeric (n, features) array, got {dtype} {shape}",
+        )
+    if len(y) != shape[0]:
+        raise SpecError(
+            "data.source", f"{path.name}: X has {shape[0]} rows but y has {len(y)} values"
+        )
+    return DataInfo(int(shape[0]), int(shape[1]), _outputs(y, loss))
+
+
+def _outputs_for_classes(classes: int, loss: str) -> int | None:
+    if loss == "bce" and classes != 2:
+        raise SpecError("model.loss", f"'bce' needs exactly 2 classes, found {classes}")
+    return {"cross_entropy": classes, "bce": 1}.get(loss)
+
+
+def _outputs(y: np.ndarray, loss: str) -> int:
+    y, classes = _targets(np.asarray(y), loss)
+    if loss == "mse":
+        return y.shape[1]
+    return len(classes) if loss == "cross_entropy" else 1
 
 
 def _read_file(spec: DataSpec, root: Path | None) -> tuple[np.ndarray, np.ndarray]:
     path = resolve_path(spec.source, root)
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
+    if path.suffix.lower() == ".npz":
         with np.load(path, allow_pickle=False) as z:
-            missing = {"X", "y"} - set(z.files)
-            if missing:
-                raise SpecError("data.source", f"{path.name} lacks array(s) {sorted(missing)}")
+            _require_arrays(z.files, path)
             return np.asarray(z["X"]), np.asarray(z["y"])
-    if suffix == ".csv":
-        with path.open(newline="") as f:
-            rows = list(csv.reader(f))
-        header, body = rows[0], rows[1:]
-        columns = {name: i for i, name in enumerate(header)}
-    else:
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:  # pragma: no cover - pyarrow is in the dev extras
-            raise SpecError("data.source", "parquet needs pyarrow: pip install pyarrow") from None
-        table = pq.read_table(path)
-        header = table.column_names
-        columns = {name: i for i, name in enumerate(header)}
-        body = list(zip(*(table.column(c).to_pylist() for c in header), strict=True))
-    if spec.target not in columns:
-        raise SpecError("data.target", f"column {spec.target!r} not in {path.name} (has {header})")
-    t = columns[spec.target]
-    features = [i for i in range(len(header)) if i != t]
+    table = _read_table(path)
+    features = _feature_columns(table.schema, spec.target, path)
+    x = np.column_stack(
+        [table.column(c).to_numpy(zero_copy_only=False).astype(np.float32) for c in features]
+    )
+    return x, table.column(spec.target).to_numpy(zero_copy_only=False)
+
+
+def _require_arrays(names: list[str], path: Path) -> None:
+    missing = {"X", "y"} - set(names)
+    if missing:
+        raise SpecError("data.source", f"{path.name} lacks array(s) {sorted(missing)}")
+
+
+def _read_table(path: Path, columns: list[str] | None = None):
+    """A csv or parquet file as a pyarrow Table (one code path for both formats)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
     try:
-        x = np.array([[float(r[i]) for i in features] for r in body], dtype=np.float32)
-    except ValueError as exc:
-        raise SpecError("data.source", f"{path.name}: non-numeric feature value ({exc})") from None
-    return x, np.array([r[t] for r in body])
+        if path.suffix.lower() == ".csv":
+            options = pacsv.ConvertOptions(include_columns=columns) if columns else None
+            return pacsv.read_csv(path, convert_options=options)
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise SpecError("data.source", f"cannot read {path.name}: {_first_line(exc)}") from None
+
+
+def _schema(path: Path):
+    """Column names and types from a csv's first block or a parquet file's footer only."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    try:
+        if path.suffix.lower() == ".csv":
+            with pacsv.open_csv(path) as reader:  # reads one block (1 MiB), not the file
+                return reader.schema, None
+        meta = pq.ParquetFile(path).metadata
+        return meta.schema.to_arrow_schema(), meta.num_rows
+    except (pa.ArrowException, OSError) as exc:
+        raise SpecError("data.source", f"cannot read {path.name}: {_first_line(exc)}") from None
+
+
+def _feature_columns(schema, target: str | None, path: Path) -> list[str]:
+    import pyarrow as pa
+
+    if target not in schema.names:
+        raise SpecError(
+            "data.target", f"column {clip(target)} not in {path.name} (has {clip(schema.names)})"
+        )
+    features = [f for f in schema if f.name != target]
+    if not features:
+        raise SpecError("data.source", f"{path.name} has no feature column besides the target")
+    for f in features:
+        if not (
+            pa.types.is_integer(f.type)
+            or pa.types.is_floating(f.type)
+            or pa.types.is_boolean(f.type)
+            or pa.types.is_null(f.type)
+        ):
+            raise SpecError(
+                "data.source",
+                f"{path.name}: feature column {clip(f.name)} is {f.type}, not numeric",
+            )
+    return [f.name for f in features]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return clip(text.splitlines()[0], 300) if text else type(exc).__name__
 
 
 def _raw(spec: DataSpec, seed: int, root: Path | None) -> tuple[np.ndarray, np.ndarray]:
@@ -108,11 +252,10 @@ def _raw(spec: DataSpec, seed: int, root: Path | None) -> tuple[np.ndarray, np.n
     if spec.source == "synthetic-classification":
         from sklearn.datasets import make_classification
 
-        informative = max(2, min(spec.n_features, spec.n_features // 2 + 1))
         return make_classification(
             n_samples=spec.n_samples,
             n_features=spec.n_features,
-            n_informative=informative,
+            n_informative=spec.informative_features,
             n_redundant=0,
             n_classes=spec.n_classes,
             flip_y=min(spec.noise, 0.5),
@@ -152,13 +295,23 @@ def _targets(y: np.ndarray, loss: str) -> tuple[np.ndarray, list]:
 
 def split_indices(n: int, spec: DataSpec, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Train / validation / test indices; a seeded permutation, or file order without shuffle."""
+    n_train, n_val, _ = split_sizes(n, spec)
     order = np.random.default_rng(seed).permutation(n) if spec.shuffle else np.arange(n)
+    return order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
+
+
+def split_sizes(n: int, spec: DataSpec) -> tuple[int, int, int]:
+    """Rows of the training, validation and test splits of ``n`` samples.
+
+    Raises:
+        SpecError: the splits leave no training data.
+    """
     n_test = int(round(n * spec.test_split))
     n_val = int(round(n * spec.validation_split))
     n_train = n - n_test - n_val
     if n_train < 1:
         raise SpecError("data", f"the splits leave no training data out of {n} samples")
-    return order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
+    return n_train, n_val, n_test
 
 
 def load_dataset(spec: DataSpec, loss: str, seed: int, root: Path | None = None) -> Dataset:
@@ -197,15 +350,15 @@ def _statistics(x: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
     return shift.astype(np.float32), scale.astype(np.float32)
 
 
-def shard_bounds(n: int, workers: int) -> list[tuple[int, int]]:
-    """Contiguous, disjoint, equal-as-possible [lo, hi) ranges of the training split."""
+def worker_rows(n: int, workers: int) -> list[tuple[int, int]]:
+    """Each worker's rows: contiguous, disjoint, equal-as-possible [lo, hi) ranges."""
     cuts = np.linspace(0, n, workers + 1).round().astype(int)
     return [(int(cuts[i]), int(cuts[i + 1])) for i in range(workers)]
 
 
 def batches_per_epoch(n: int, workers: int, batch_size: int) -> int:
     """Steps per epoch, the same for every worker: its largest shard in batches of batch_size."""
-    largest = max(hi - lo for lo, hi in shard_bounds(n, workers))
+    largest = max(hi - lo for lo, hi in worker_rows(n, workers))
     return max(1, -(-largest // batch_size))
 
 

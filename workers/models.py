@@ -90,10 +90,24 @@ def initialize_(t: Tensor, init: Init, gain_for: str = "linear") -> None:
             raise ValueError(f"unknown initializer {kind!r}")
 
 
-def build_network(spec: ModelSpec, n_inputs: int, n_outputs: int) -> nn.Sequential:
+def network_shapes(spec: ModelSpec, n_inputs: int, n_outputs: int) -> dict[str, torch.Size]:
+    """The parameter and buffer shapes of ``spec``'s network, computed without allocating them
+    (the network is built on PyTorch's ``meta`` device): a 10¹²-parameter spec costs nothing.
+
+    Raises:
+        SpecError: as :func:`build_network`.
+    """
+    net = build_network(spec, n_inputs, n_outputs, device="meta")
+    return {name: t.shape for name, t in net.state_dict().items()}
+
+
+def build_network(
+    spec: ModelSpec, n_inputs: int, n_outputs: int, device: str | None = None
+) -> nn.Sequential:
     """The sequential network of ``spec`` for ``n_inputs`` features, initialized.
 
-    Uses torch's global RNG for initialization: seed it first for reproducible weights.
+    Uses torch's global RNG for initialization: seed it first for reproducible weights. On the
+    ``meta`` device nothing is allocated and nothing initialized (shapes only).
 
     Raises:
         SpecError: the last dense layer's units differ from ``n_outputs``, or a bias
@@ -119,12 +133,14 @@ def build_network(spec: ModelSpec, n_inputs: int, n_outputs: int) -> nn.Sequenti
                 f"{layer.bias_init.type!r} needs a matrix; use zeros, normal, uniform or "
                 "truncated_normal for biases",
             )
-        linear = nn.Linear(width, out, bias=layer.bias)
-        initialize_(linear.weight, layer.init)
-        if layer.bias:
-            initialize_(linear.bias, layer.bias_init)
+        linear = nn.Linear(width, out, bias=layer.bias, device=device)
+        if device != "meta":
+            initialize_(linear.weight, layer.init)
+            if layer.bias:
+                initialize_(linear.bias, layer.bias_init)
         modules.append(linear)
-        act = make_activation(layer.activation, layer.units)
+        with torch.device(device or "cpu"):
+            act = make_activation(layer.activation, layer.units)
         if act is not None:
             modules.append(act)
         width = layer.units
@@ -204,9 +220,15 @@ def save_model(
 
 def read_export(path: str | Path) -> dict[str, Any]:
     """The raw content of an exported model file, checked for its format."""
-    blob = torch.load(Path(path), map_location="cpu", weights_only=True)
+    try:
+        blob = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - garbage, empty or foreign files fail in many ways
+        raise ValueError(
+            f"{Path(path).name} is not a model exported by this project ({FORMAT}): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a model exported by this project ({FORMAT})")
+        raise ValueError(f"{Path(path).name} is not a model exported by this project ({FORMAT})")
     return blob
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import ray
 import torch
 
+from ps.server.shard import Push
 from workers import shm
 from workers.compression import Compressor
 
@@ -33,7 +34,7 @@ class ShardClient:
     Args:
         worker: the worker's index (the shards gate and dedupe by it).
         shards: shard actor handles, in plan order.
-        plan: each shard's [lo, hi) slice of the flat parameters.
+        param_slices: each shard's [lo, hi) slice of the flat parameters.
         n_params: length of the flat parameter vector.
         job_id: names the shared-memory files (``ps-<job_id>-...``) for cleanup by prefix.
         transport: ``auto`` (shared memory with shards on this node) or ``object_store``.
@@ -47,7 +48,7 @@ class ShardClient:
         self,
         worker: int,
         shards: list,
-        plan: list[tuple[int, int]],
+        param_slices: tuple[tuple[int, int], ...] | list[tuple[int, int]],
         n_params: int,
         job_id: str = "",
         transport: str = "auto",
@@ -56,8 +57,10 @@ class ShardClient:
     ) -> None:
         self.worker = worker
         self.shards = shards
-        self.plan = plan
-        self.compressors = [Compressor(compression, hi - lo, topk_ratio) for lo, hi in plan]
+        self.param_slices = tuple(param_slices)
+        self.compressors = [
+            Compressor(compression, hi - lo, topk_ratio) for lo, hi in self.param_slices
+        ]
         self._names: list[str] = []
         local = [False] * len(shards)
         if transport == "auto" and compression == "none" and shm.available():
@@ -94,7 +97,7 @@ class ShardClient:
         )
         if any(r["stop"] for r in replies):
             return None
-        for (lo, hi), r, local in zip(self.plan, replies, self.local, strict=True):
+        for (lo, hi), r, local in zip(self.param_slices, replies, self.local, strict=True):
             if not local:
                 np.copyto(self._params_np[lo:hi], r["params"])
         # Versions of different shards are equal in sync mode; report the oldest read.
@@ -105,20 +108,15 @@ class ShardClient:
     ) -> list[str]:
         """Send gradient number ``seq`` (in ``self.grads`` on the shared-memory path) to every
         shard; returns their acknowledgements."""
+        record = Push(self.worker, seq, version, min_clock, norm)
         calls = []
         for s, c, (lo, hi), local in zip(
-            self.shards, self.compressors, self.plan, self.local, strict=True
+            self.shards, self.compressors, self.param_slices, self.local, strict=True
         ):
             if local:
                 if grad.data_ptr() != self.grads.data_ptr():
                     self.grads[lo:hi].copy_(grad[lo:hi])
-                calls.append(
-                    s.push.remote(self.worker, seq, version, min_clock, None, norm, self._names[1])
-                )
+                calls.append(s.push.remote(record, shm_grads=self._names[1]))
             else:
-                calls.append(
-                    s.push.remote(
-                        self.worker, seq, version, min_clock, c.compress(grad[lo:hi]), norm
-                    )
-                )
+                calls.append(s.push.remote(record, c.compress(grad[lo:hi])))
         return ray.get(calls)

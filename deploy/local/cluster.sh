@@ -85,6 +85,7 @@ down() {
     kill -TERM -- "-$pid" 2>/dev/null || true
     for _ in $(seq 1 60); do running "$pid" || break; sleep 0.5; done
     kill -KILL -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do running "$pid" || break; sleep 0.5; done  # SIGKILL is not instant
     rm -f "$pidfile"
   done
   echo "stopped"

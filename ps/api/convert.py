@@ -1,7 +1,8 @@
-"""Conversions between the spec model / job records and the ps.v1 protobuf messages.
+"""The one place where specs, job records and events meet the ps.v1 protobuf messages.
 
-Field names are the same on both sides, so the spec travels as plain data: proto → dict (only
-the fields that were set) → ``parse_spec``, and spec → dict without ``None`` → proto.
+Field names are the same on both sides: a spec travels proto → dict (only the fields that were
+set) → :func:`ps.spec.parse_spec` (the validator fills the rest), and back as a dict without
+``None`` values → proto.
 """
 
 from __future__ import annotations
@@ -11,6 +12,15 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from ps.errors import SpecError
+from ps.jobs.events import (
+    Evaluation,
+    Event,
+    JobEnded,
+    JobResult,
+    Progress,
+    StateChanged,
+)
 from ps.jobs.state import JobState
 from ps.jobs.store import JobRecord
 from ps.spec import JobSpec, parse_spec
@@ -25,14 +35,18 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-def spec_to_proto(spec: JobSpec | dict[str, Any]) -> pb.JobSpec:
-    """The spec as a message; a dict is validated first (names like ``relu`` become mappings)."""
-    return json_format.ParseDict(_drop_none(parse_spec(spec).to_dict()), pb.JobSpec())
+def spec_to_proto(spec: JobSpec) -> pb.JobSpec:
+    """The spec as a message (every default filled in)."""
+    return json_format.ParseDict(_drop_none(spec.to_dict()), pb.JobSpec())
 
 
-def proto_to_spec_dict(msg: pb.JobSpec) -> dict[str, Any]:
-    """The spec as plain data, with only the fields the client set (the validator fills the rest)."""
-    return json_format.MessageToDict(msg, preserving_proto_field_name=True)
+def proto_to_spec(msg: pb.JobSpec) -> JobSpec:
+    """Validate a spec message (only the fields the client set; the rest take defaults).
+
+    Raises:
+        SpecError: naming the key path.
+    """
+    return parse_spec(json_format.MessageToDict(msg, preserving_proto_field_name=True))
 
 
 def state_to_proto(state: JobState | str) -> int:
@@ -40,8 +54,16 @@ def state_to_proto(state: JobState | str) -> int:
 
 
 def state_from_proto(value: int) -> JobState:
-    name = pb.JobState.Name(value).removeprefix("JOB_STATE_")
-    return JobState(name)
+    """The state a ``JobState`` enum value names.
+
+    Raises:
+        SpecError: an unknown value or ``JOB_STATE_UNSPECIFIED``.
+    """
+    try:
+        return JobState(pb.JobState.Name(value).removeprefix("JOB_STATE_"))
+    except ValueError:
+        names = ", ".join(pb.JobState.keys()[1:])
+        raise SpecError("states", f"unknown job state {value} (use {names})") from None
 
 
 _PROGRESS = ("step", "total_steps", "epoch", "train_loss", "samples", "samples_per_s", "grad_norm")
@@ -58,6 +80,9 @@ _EVALUATION = (
 _RESULT = (
     "stop_reason",
     "steps",
+    "total_steps",
+    "skipped_updates",
+    "exported_step",
     "epochs",
     "wall_time_s",
     "samples_per_s",
@@ -70,8 +95,15 @@ _RESULT = (
 )
 
 
-def _pick(source: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    return {k: source[k] for k in keys if source.get(k) is not None}
+def _pick(source: object, keys: tuple[str, ...]) -> dict[str, Any]:
+    values = {k: getattr(source, k) for k in keys}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def result_to_proto(result: JobResult) -> pb.JobResult:
+    return pb.JobResult(
+        **_pick(result, _RESULT), result_json=json.dumps(result.to_dict(), default=str)
+    )
 
 
 def job_to_proto(job: JobRecord) -> pb.Job:
@@ -79,34 +111,54 @@ def job_to_proto(job: JobRecord) -> pb.Job:
         job_id=job.job_id,
         name=job.name,
         state=state_to_proto(job.state),
-        spec=spec_to_proto(job.spec),
         created_at=job.created_at,
         started_at=job.started_at or 0.0,
         finished_at=job.finished_at or 0.0,
-        error=job.error,
+        error=job.error or job.unreadable,
         run_dir=job.run_dir,
         attempts=job.attempts,
+        unreadable=bool(job.unreadable),
     )
+    if job.spec is not None:
+        msg.spec.CopyFrom(spec_to_proto(job.spec))
     if job.progress:
         msg.progress.CopyFrom(pb.Progress(**_pick(job.progress, _PROGRESS)))
     if job.result:
-        msg.result.CopyFrom(
-            pb.JobResult(
-                **_pick(job.result, _RESULT), result_json=json.dumps(job.result, default=str)
-            )
-        )
+        msg.result.CopyFrom(result_to_proto(job.result))
     return msg
 
 
-def event_to_proto(event: dict[str, Any]) -> pb.JobEvent:
-    msg = pb.JobEvent(job_id=event["job_id"], time=event.get("time", 0.0))
-    kind = event["type"]
-    if kind == "state":
-        msg.state = state_to_proto(event["state"])
-    elif kind == "progress":
+def event_to_proto(event: Event) -> pb.JobEvent:
+    """A job event as a message (events without a message of their own are not sent)."""
+    msg = pb.JobEvent(job_id=event.job_id, time=event.time)
+    if isinstance(event, StateChanged):
+        msg.state = state_to_proto(event.state)
+        msg.total_steps = event.total_steps
+    elif isinstance(event, Progress):
         msg.progress.CopyFrom(pb.Progress(**_pick(event, _PROGRESS)))
-    elif kind == "evaluation":
+    elif isinstance(event, Evaluation):
         msg.evaluation.CopyFrom(pb.Evaluation(**_pick(event, _EVALUATION)))
-    elif kind == "finished":
-        msg.finished.CopyFrom(job_to_proto(event["job"]))
+    elif isinstance(event, JobEnded):
+        msg.finished.CopyFrom(job_to_proto(event.job))
     return msg
+
+
+def proto_to_event(msg: pb.JobEvent) -> Event | None:
+    """The typed event of a message (``finished`` is returned as None: read ``msg.finished``)."""
+    kind = msg.WhichOneof("event")
+    common = {"job_id": msg.job_id, "time": msg.time}
+    if kind == "state":
+        return StateChanged(
+            state=state_from_proto(msg.state), total_steps=msg.total_steps, **common
+        )
+    if kind == "progress":
+        return Progress(**_fields(msg.progress, _PROGRESS), **common)
+    if kind == "evaluation":
+        return Evaluation(**_fields(msg.evaluation, _EVALUATION), **common)
+    return None
+
+
+def _fields(msg: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The named fields of a message; optional ones that are not set are left out."""
+    by_name = msg.DESCRIPTOR.fields_by_name
+    return {k: getattr(msg, k) for k in keys if not by_name[k].has_presence or msg.HasField(k)}

@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ps.api.auth import TokenAuthInterceptor
+from ps.api.decode import DecodeGuard
 from ps.api.observe import MetricsInterceptor
 from ps.api.servicer import TrainingServicer
 from ps.errors import PSError
@@ -74,6 +75,7 @@ def run_server(
     interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(metrics)] if metrics else []
     if config.token:
         interceptors.append(TokenAuthInterceptor(config.token))
+    interceptors.append(DecodeGuard())
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers), interceptors=interceptors
     )

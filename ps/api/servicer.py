@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
-from ps.api.convert import event_to_proto, job_to_proto, proto_to_spec_dict, state_from_proto
-from ps.errors import SpecError
+from ps.api.convert import event_to_proto, job_to_proto, proto_to_spec, state_from_proto
+from ps.errors import SpecError, clip
 from ps.jobs.errors import (
     ClusterUnavailable,
     JobExists,
@@ -21,6 +21,7 @@ from ps.jobs.errors import (
     ResourceError,
     TerminalState,
 )
+from ps.jobs.events import JobEnded, StateChanged
 from ps.jobs.manager import JobManager
 from ps.v1 import training_pb2 as pb
 from ps.v1 import training_pb2_grpc
@@ -39,6 +40,8 @@ STATUS = {
 }
 CHUNK = 1 << 20
 WATCH_POLL_S = 1.0
+MAX_DETAILS = 4000  # status details travel in metadata (limited to a few KB)
+MAX_PAGE_SIZE = 500
 
 
 def status_for(exc: BaseException) -> grpc.StatusCode:
@@ -52,11 +55,14 @@ def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
     code = status_for(exc)
     if code == grpc.StatusCode.INTERNAL:
         log.exception("internal error")
-        context.abort(code, f"internal error: {type(exc).__name__}: {exc}")
-    message = str(exc)
-    others = getattr(exc, "others", None)
-    if others:
-        message += "; also: " + "; ".join(others)
+        message = f"internal error: {type(exc).__name__}: {exc}"
+    else:
+        message = str(exc)
+        others = getattr(exc, "others", None)
+        if others:
+            message += "; also: " + "; ".join(others)
+    if len(message) > MAX_DETAILS:
+        message = message[:MAX_DETAILS] + f"… ({len(message):,} characters)"
     context.abort(code, message)
 
 
@@ -91,7 +97,7 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
     @_mapped
     def SubmitJob(self, request, context):
         job = self.manager.submit(
-            proto_to_spec_dict(request.spec), request.job_id or None, resume=request.resume
+            proto_to_spec(request.spec), request.job_id or None, resume=request.resume
         )
         return pb.SubmitJobResponse(job=job_to_proto(job))
 
@@ -102,15 +108,8 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
     @_mapped
     def ListJobs(self, request, context):
         states = [state_from_proto(s) for s in request.states] or None
-        size = min(request.page_size or 50, 500)
-        before = None
-        if request.page_token:
-            try:
-                before = int(request.page_token)
-            except ValueError:
-                raise SpecError(
-                    "page_token", f"invalid page token {request.page_token!r}"
-                ) from None
+        size = min(request.page_size or 50, MAX_PAGE_SIZE)
+        before = _page_token(request.page_token)
         jobs = self.manager.list(states, size + 1, before)
         token = str(jobs[size - 1].seq) if len(jobs) > size else ""
         return pb.ListJobsResponse(
@@ -137,20 +136,18 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
         try:
             job = self.manager.get(job_id)  # after subscribing: nothing falls in between
             if job.state.is_terminal():
-                yield pb.WatchJobResponse(
-                    event=event_to_proto({"type": "finished", "job_id": job_id, "job": job})
-                )
+                yield pb.WatchJobResponse(event=event_to_proto(JobEnded(job_id=job_id, job=job)))
                 return
-            yield pb.WatchJobResponse(
-                event=event_to_proto({"type": "state", "job_id": job_id, "state": job.state.value})
-            )
+            total = job.progress.total_steps if job.progress else 0
+            current = StateChanged(job_id=job_id, state=job.state, total_steps=total)
+            yield pb.WatchJobResponse(event=event_to_proto(current))
             while context.is_active():
                 try:
                     event = events.get(timeout=WATCH_POLL_S)
                 except queue.Empty:
                     continue
                 yield pb.WatchJobResponse(event=event_to_proto(event))
-                if event["type"] == "finished":
+                if isinstance(event, JobEnded):
                     return
         finally:
             with contextlib.suppress(Exception):
@@ -162,3 +159,16 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
         with path.open("rb") as f:
             while chunk := f.read(CHUNK):
                 yield pb.ExportModelResponse(chunk=chunk)
+
+
+def _page_token(token: str) -> int | None:
+    """The sequence number a page token carries (None: the first page).
+
+    Raises:
+        SpecError: anything but a token this service handed out.
+    """
+    if not token:
+        return None
+    if not (token.isascii() and token.isdigit() and len(token) <= 18):
+        raise SpecError("page_token", f"invalid page token {clip(token, 40)}")
+    return int(token)

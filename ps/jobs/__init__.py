@@ -1,1 +1,1 @@
-"""Jobs: the per-job supervisor actor, the runner that drives one job, and (later) the manager."""
+"""Jobs: admission, the job manager and store, the per-job supervisor and its collaborators."""

@@ -31,3 +31,19 @@ class ClusterUnavailable(PSError):
 
 class ResourceError(PSError):
     """The job asks for more than the Ray cluster has (it can never fit)."""
+
+
+class JobCancelled(PSError):
+    """The job was cancelled while it ran."""
+
+
+class ShardLost(PSError):
+    """A parameter-server shard died; training continues from the last checkpoint."""
+
+
+class FailureBudgetSpent(PSError):
+    """Failures beyond ``training.max_failures``: the job fails with the last cause."""
+
+
+class IncompleteTraining(PSError):
+    """Training ended short of its step budget with no reason that justifies it."""

@@ -7,6 +7,7 @@ talks to supervisors only; it never talks to workers or shards.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import queue
 import shutil
@@ -19,7 +20,9 @@ from typing import Any
 
 import ray
 
-from ps.errors import SpecError
+from ps.errors import SpecError, clip
+from ps.jobs.actors import actor_name
+from ps.jobs.admission import admit, check_fits, required_resources
 from ps.jobs.errors import (
     ClusterUnavailable,
     JobExists,
@@ -28,13 +31,12 @@ from ps.jobs.errors import (
     QueueFull,
     ResourceError,
 )
-from ps.jobs.runner import required_resources
+from ps.jobs.events import Evaluation, Event, JobEnded, Progress, StateChanged
 from ps.jobs.state import JobState
 from ps.jobs.store import JobRecord, JobStore
-from ps.jobs.supervisor import JobSupervisor, actor_name, prepare
+from ps.jobs.supervisor import JobSupervisor
 from ps.metrics import ServiceMetrics
-from ps.spec import JobSpec, parse_spec
-from workers.data import resolve_path
+from ps.spec import JobSpec
 
 log = logging.getLogger(__name__)
 _OUTCOMES = {
@@ -46,7 +48,25 @@ _OUTCOMES = {
 }
 
 NAMESPACE = "ps"
-JOB_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+JOB_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+MAX_JOB_ID = 128
+
+
+def check_job_id(job_id: str) -> str:
+    """A job id is 1-128 letters, digits, '-', '_' or '.', not starting with '.' or '-'.
+
+    Raises:
+        SpecError: any other id.
+    """
+    if not (
+        0 < len(job_id) <= MAX_JOB_ID and set(job_id) <= JOB_ID_CHARS and job_id[0] not in ".-"
+    ):
+        raise SpecError(
+            "job_id",
+            f"{clip(job_id, 60)}: use 1-{MAX_JOB_ID} letters, digits, '-', '_' or '.' "
+            "(not starting with '.' or '-')",
+        )
+    return job_id
 
 
 @dataclass(frozen=True)
@@ -111,6 +131,9 @@ class JobManager:
             self._scheduler.join(timeout=5)
 
     def _recover(self, job: JobRecord) -> None:
+        if job.spec is None:
+            self._fail_unreadable(job)
+            return
         try:
             supervisor = ray.get_actor(actor_name(job.job_id, "supervisor"), namespace=NAMESPACE)
             ray.get(supervisor.poll.remote(0, 0), timeout=10)
@@ -118,19 +141,25 @@ class JobManager:
             self._retry_or_fail(job, "the service restarted while the job was running")
             return
         log.info("re-attaching to running job %s", job.job_id)
-        spec = parse_spec(job.spec)
-        self._watch(job.job_id, _Running(supervisor, required_resources(spec)))
+        self._watch(job.job_id, _Running(supervisor, required_resources(job.spec)))
+
+    def _fail_unreadable(self, job: JobRecord) -> None:
+        """A record that cannot be read back fails on its own; it blocks nothing."""
+        log.error("job %s: %s", job.job_id, job.unreadable)
+        failed = self._finish(job.job_id, JobState.FAILED, error=job.unreadable)
+        if failed:
+            self._publish_final(failed)
 
     def _retry_or_fail(self, job: JobRecord, cause: str) -> JobRecord | None:
         """Requeue a job whose supervisor is gone (it resumes from its last checkpoint), or fail it
         once ``training.max_failures`` restarts are spent."""
-        budget = parse_spec(job.spec).training.max_failures
+        budget = job.spec.training.max_failures
         if job.attempts <= budget:
             log.warning("job %s: %s; restarting from its last checkpoint", job.job_id, cause)
             requeued = self.store.transition(
                 job.job_id, JobState.QUEUED, resume=1, error=f"restarting: {cause}"
             )
-            self._publish(job.job_id, {"type": "state", "state": JobState.QUEUED.value})
+            self._publish(job.job_id, StateChanged(state=JobState.QUEUED))
             return requeued
         failed = self.store.transition(
             job.job_id,
@@ -149,14 +178,12 @@ class JobManager:
         with self._wake:
             job = self.store.reopen(job_id)
             self._wake.notify_all()
-        self._publish(job_id, {"type": "state", "state": JobState.QUEUED.value})
+        self._publish(job_id, StateChanged(state=JobState.QUEUED))
         return job
 
     # -- requests ----------------------------------------------------------------------------
-    def submit(
-        self, spec_data: dict[str, Any] | JobSpec, job_id: str | None = None, resume: bool = False
-    ) -> JobRecord:
-        """Validate and enqueue a job (see :meth:`_submit`), counting the outcome.
+    def submit(self, spec: JobSpec, job_id: str | None = None, resume: bool = False) -> JobRecord:
+        """Check and enqueue a job (see :meth:`_submit`), counting the outcome.
 
         With ``resume`` and the id of a FAILED or CANCELLED job, that job resumes instead.
         """
@@ -164,7 +191,7 @@ class JobManager:
             with contextlib.suppress(JobNotFound):
                 return self.resume(job_id)
         try:
-            record = self._submit(spec_data, job_id)
+            record = self._submit(spec, job_id)
         except Exception as exc:
             self._count_submission(_OUTCOMES.get(type(exc), "error"))
             raise
@@ -175,48 +202,30 @@ class JobManager:
         if self.metrics:
             self.metrics.submissions.labels(outcome).inc()
 
-    def _submit(self, spec_data: dict[str, Any] | JobSpec, job_id: str | None = None) -> JobRecord:
-        """Validate and enqueue a job; it starts as soon as the cluster has room.
+    def _submit(self, spec: JobSpec, job_id: str | None = None) -> JobRecord:
+        """Check and enqueue a job; it starts as soon as the cluster has room. Nothing is
+        created (no record, no file) unless every check passed.
 
         Raises:
-            SpecError: invalid spec, data or job id.
+            SpecError: invalid job id, paths, data headers or model for the data.
             ResourceError: the job can never fit on the cluster.
             QueueFull: the queue is at its limit.
             JobExists: ``job_id`` was already submitted.
             ClusterUnavailable: Ray cannot be reached.
         """
-        job_id = job_id or f"job-{uuid.uuid4().hex[:12]}"
-        if not (0 < len(job_id) <= 128 and set(job_id) <= JOB_ID_CHARS and job_id[0] not in ".-"):
-            raise SpecError("job_id", f"{job_id!r}: use 1-128 letters, digits, '-', '_' or '.'")
-        spec = self._confine_paths(parse_spec(spec_data))
-        prepare(spec, self.config.data_root)
-        total = self._cluster_resources()
-        for kind, need in required_resources(spec).items():
-            if need > total.get(kind, 0.0):
-                raise ResourceError(
-                    f"the job asks for {need:g} {kind} (training.workers × worker_resources + "
-                    f"ps.shards × ps.resources) but the cluster has {total.get(kind, 0.0):g} in all"
-                )
+        job_id = check_job_id(job_id) if job_id else f"job-{uuid.uuid4().hex[:12]}"
+        admission = admit(spec, self.config.data_root)
+        check_fits(admission, self._cluster_resources())
         with self._wake:
             if len(self.store.in_states(JobState.QUEUED)) >= self.config.max_queue:
                 raise QueueFull(
                     f"the queue holds {self.config.max_queue} jobs already; retry later"
                 )
             run_dir = str((self.config.storage / job_id).resolve())
-            record = self.store.create(job_id, spec.name or "", spec.to_dict(), run_dir)
+            record = self.store.create(job_id, admission.spec, run_dir)
             self._wake.notify_all()
-        self._publish(job_id, {"type": "state", "state": JobState.QUEUED.value})
+        self._publish(job_id, StateChanged(state=JobState.QUEUED))
         return record
-
-    def _confine_paths(self, spec: JobSpec) -> JobSpec:
-        root = self.config.data_root
-        data, model = spec.data, spec.model
-        if data.is_file:
-            data = data.model_copy(update={"source": str(resolve_path(data.source, root))})
-        if model.init_from:
-            path = resolve_path(model.init_from, root, "model.init_from")
-            model = model.model_copy(update={"init_from": str(path)})
-        return spec.model_copy(update={"data": data, "model": model})
 
     def get(self, job_id: str) -> JobRecord:
         return self.store.get(job_id)
@@ -257,7 +266,9 @@ class JobManager:
         """
         job = self.store.get(job_id)
         if not job.state.is_terminal():
-            raise JobNotFinished(f"job {job_id!r} is {job.state.value}; cancel it before deleting")
+            raise JobNotFinished(
+                f"job {clip(job_id)} is {job.state.value}; cancel it before deleting"
+            )
         run_dir = Path(job.run_dir)
         if run_dir.is_dir() and run_dir.resolve().is_relative_to(self.config.storage.resolve()):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -272,11 +283,11 @@ class JobManager:
         job = self.store.get(job_id)
         if job.state != JobState.SUCCEEDED:
             raise JobNotFinished(
-                f"job {job_id!r} is {job.state.value}; only SUCCEEDED jobs have a model"
+                f"job {clip(job_id)} is {job.state.value}; only SUCCEEDED jobs have a model"
             )
         path = Path(job.run_dir) / "model.pt"
         if not path.is_file():
-            raise JobNotFinished(f"job {job_id!r} succeeded but {path} is missing")
+            raise JobNotFinished(f"job {clip(job_id)} succeeded but {path} is missing")
         return path
 
     # -- events ------------------------------------------------------------------------------
@@ -295,15 +306,16 @@ class JobManager:
             if not subs:
                 self._subscribers.pop(job_id, None)
 
-    def _publish(self, job_id: str, event: dict[str, Any]) -> None:
+    def _publish(self, job_id: str, event: Event) -> None:
         with self._lock:
             subs = list(self._subscribers.get(job_id, []))
-        event = {"job_id": job_id, "time": time.time(), **event}
+        if not event.time:
+            event = dataclasses.replace(event, job_id=job_id, time=time.time())
         for q in subs:
             q.put(event)
 
     def _publish_final(self, job: JobRecord) -> None:
-        self._publish(job.job_id, {"type": "finished", "job": job})
+        self._publish(job.job_id, JobEnded(job=job))
 
     # -- scheduling --------------------------------------------------------------------------
     def _cluster_resources(self) -> dict[str, float]:
@@ -333,14 +345,16 @@ class JobManager:
     def _admit(self) -> None:
         """Start queued jobs in FIFO order while the head of the queue fits."""
         for job in self.store.in_states(JobState.QUEUED):
-            spec = parse_spec(job.spec)
-            need = required_resources(spec)
+            if job.spec is None:
+                self._fail_unreadable(job)
+                continue
+            need = required_resources(job.spec)
             free = self._free()
             if any(amount > free.get(kind, 0.0) + 1e-9 for kind, amount in need.items()):
                 return  # strict FIFO: later jobs wait behind the head of the queue
-            self._start(job, spec, need)
+            self._start(job, need)
 
-    def _start(self, job: JobRecord, spec: JobSpec, need: dict[str, float]) -> None:
+    def _start(self, job: JobRecord, need: dict[str, float]) -> None:
         self.store.transition(
             job.job_id,
             JobState.STARTING,
@@ -348,7 +362,7 @@ class JobManager:
             attempts=job.attempts + 1,
             error="",
         )
-        self._publish(job.job_id, {"type": "state", "state": JobState.STARTING.value})
+        self._publish(job.job_id, StateChanged(state=JobState.STARTING))
         try:
             supervisor = (
                 ray.remote(JobSupervisor)
@@ -359,13 +373,7 @@ class JobManager:
                     num_cpus=0,
                     max_concurrency=1000,
                 )
-                .remote(
-                    job.job_id,
-                    spec.to_dict(),
-                    job.run_dir,
-                    str(self.config.data_root),
-                    resume=job.resume or job.attempts > 0,
-                )
+                .remote(job.job_id, job.spec, job.run_dir, resume=job.resume or job.attempts > 0)
             )
             supervisor.run.remote()
         except Exception as exc:  # noqa: BLE001
@@ -415,11 +423,14 @@ class JobManager:
             return
         if outcome is not None and outcome.get("result"):
             result = outcome["result"]
-            progress = {
-                **(self.store.get(job_id).progress or {}),
-                "step": result["steps"],
-                "epoch": result["epochs"],
-            }
+            progress = Progress(
+                step=result.steps,
+                total_steps=result.total_steps,
+                epoch=result.epochs,
+                train_loss=result.train_loss,
+                samples=result.samples,
+                samples_per_s=result.samples_per_s,
+            )
             final = self._finish(job_id, JobState.SUCCEEDED, result=result, progress=progress)
         elif running.cancel_requested or (outcome or {}).get("cancelled"):
             final = self._finish(job_id, JobState.CANCELLED, error="cancelled")
@@ -442,16 +453,20 @@ class JobManager:
             log.exception("could not record the end of %s", job_id)
             return None
 
-    def _on_event(self, job_id: str, event: dict[str, Any]) -> None:
-        kind = event["type"]
+    def _on_event(self, job_id: str, event: Event) -> None:
         if self.metrics:
             self.metrics.telemetry.update(job_id, event)
-        if kind == "state" and event["state"] == JobState.RUNNING.value:
+        if isinstance(event, StateChanged) and event.state == JobState.RUNNING:
             self.store.transition(job_id, JobState.RUNNING)
             self.store.update(
-                job_id, progress={"step": 0, "total_steps": event.get("total_steps", 0)}
+                job_id,
+                progress=Progress(
+                    step=event.start_step,
+                    total_steps=event.total_steps,
+                    epoch=event.start_step / max(1, event.steps_per_epoch),
+                ),
             )
-        elif kind == "progress":
+        elif isinstance(event, Progress):
             self.store.update(job_id, progress=event)
-        if kind in ("state", "progress", "evaluation"):
+        if isinstance(event, StateChanged | Progress | Evaluation):
             self._publish(job_id, event)

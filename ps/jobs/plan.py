@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ps.errors import SpecError
 from ps.spec import JobSpec
-from workers.data import batches_per_epoch, shard_bounds
+from workers.data import batches_per_epoch, worker_rows
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class JobPlan:
         worker_budget: steps (clock ticks) each worker may take.
         total_steps: updates the job will make (epochs × steps_per_epoch, capped by max_steps).
         eval_every: updates between evaluations.
-        worker_bounds: each worker's [lo, hi) rows of the training split.
+        worker_rows: each worker's [lo, hi) rows of the training split.
     """
 
     batches: int
@@ -29,13 +30,16 @@ class JobPlan:
     worker_budget: int
     total_steps: int
     eval_every: int
-    worker_bounds: tuple[tuple[int, int], ...]
+    worker_rows: tuple[tuple[int, int], ...]
 
     @classmethod
     def make(cls, spec: JobSpec, n_train: int) -> JobPlan:
         t = spec.training
         if n_train < t.workers:
-            raise ValueError(f"{n_train} training rows cannot be shared by {t.workers} workers")
+            raise SpecError(
+                "training.workers",
+                f"{t.workers} workers cannot share {n_train} training rows (at most {n_train})",
+            )
         batches = batches_per_epoch(n_train, t.workers, t.batch_size)
         per_epoch = batches if t.mode == "sync" else batches * t.workers
         total = per_epoch * t.epochs
@@ -47,7 +51,7 @@ class JobPlan:
             worker_budget=batches * t.epochs,
             total_steps=total,
             eval_every=t.eval_every_steps or per_epoch,
-            worker_bounds=tuple(shard_bounds(n_train, t.workers)),
+            worker_rows=tuple(worker_rows(n_train, t.workers)),
         )
 
     def epoch_at(self, step: int) -> float:

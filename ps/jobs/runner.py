@@ -16,8 +16,11 @@ from typing import Any
 import ray
 
 from ps.errors import PSError
-from ps.jobs.errors import ResourceError
-from ps.jobs.supervisor import JobSupervisor, actor_name, prepare
+from ps.jobs.actors import actor_name
+from ps.jobs.admission import admit, check_fits
+from ps.jobs.errors import ResourceError  # noqa: F401 - re-exported for callers of run_job
+from ps.jobs.events import Event, JobResult
+from ps.jobs.supervisor import JobSupervisor
 from ps.spec import JobSpec
 
 
@@ -54,59 +57,29 @@ def ray_session(
         ray.shutdown()
 
 
-def required_resources(spec: JobSpec) -> dict[str, float]:
-    """What a job's actors ask Ray for in total."""
-    t, p = spec.training, spec.ps
-    return {
-        "CPU": t.workers * t.worker_resources.num_cpus + p.shards * p.resources.num_cpus,
-        "GPU": t.workers * t.worker_resources.num_gpus + p.shards * p.resources.num_gpus,
-    }
-
-
-def check_fits(spec: JobSpec, cluster: dict[str, float]) -> None:
-    """Raise :class:`ResourceError` if the job can never fit on ``cluster``."""
-    for kind, need in required_resources(spec).items():
-        have = cluster.get(kind, 0.0)
-        if need > have:
-            raise ResourceError(
-                f"the job needs {need:g} {kind} (training.workers × worker_resources + ps.shards × "
-                f"ps.resources) but the Ray cluster has {have:g}"
-            )
-
-
-def absolute_paths(spec: JobSpec, base: Path) -> JobSpec:
-    """The spec with relative file paths made absolute against ``base`` (actors run elsewhere)."""
-    data, model = spec.data, spec.model
-    if data.is_file and not Path(data.source).is_absolute():
-        data = data.model_copy(update={"source": str((base / data.source).resolve())})
-    if model.init_from and not Path(model.init_from).is_absolute():
-        model = model.model_copy(update={"init_from": str((base / model.init_from).resolve())})
-    return spec.model_copy(update={"data": data, "model": model})
-
-
 def run_job(
     spec: JobSpec,
     output: Path,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_event: Callable[[Event], None] | None = None,
     job_id: str | None = None,
-) -> dict[str, Any]:
+) -> JobResult:
     """Run ``spec`` to completion on the connected Ray cluster and return its result.
 
-    Every data-dependent check runs here, before any actor starts.
+    The admission checks run here, before any actor starts; relative paths are taken against
+    the current directory.
 
     Raises:
         SpecError: invalid data or model for the data.
         ResourceError: the job can never fit on the cluster.
         JobFailed: an actor failed during training.
     """
-    spec = absolute_paths(spec, Path.cwd())
-    prepare(spec)
-    check_fits(spec, ray.cluster_resources())
+    admission = admit(spec, None, Path.cwd())
+    check_fits(admission, ray.cluster_resources())
     job_id = job_id or f"run-{uuid.uuid4().hex[:8]}"
     supervisor = (
         ray.remote(JobSupervisor)
         .options(name=actor_name(job_id, "supervisor"), num_cpus=0, max_concurrency=1000)
-        .remote(job_id, spec.to_dict(), str(output.resolve()))
+        .remote(job_id, admission.spec, str(output.resolve()))
     )
     done_ref = supervisor.run.remote()
     cursor = 0

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ps.errors import clip
 from ps.jobs.errors import JobExists, JobNotFound, TerminalState
+from ps.jobs.events import JobResult, Progress
 from ps.jobs.state import JobState
+from ps.spec import JobSpec
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -39,41 +42,35 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 
 @dataclass
 class JobRecord:
-    """One job as stored."""
+    """One job as stored.
+
+    ``spec`` is None only when the stored row cannot be read back (written by an incompatible
+    version, or edited by hand); ``unreadable`` then says why, and the job is reported on its own
+    without blocking the others.
+    """
 
     job_id: str
     seq: int
     name: str
     state: JobState
-    spec: dict[str, Any]
+    spec: JobSpec | None
     created_at: float
     run_dir: str
     started_at: float | None = None
     finished_at: float | None = None
-    progress: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None
+    progress: Progress | None = None
+    result: JobResult | None = None
     error: str = ""
     attempts: int = 0
     resume: bool = False
+    unreadable: str = ""
 
 
-def _row(r: sqlite3.Row) -> JobRecord:
-    return JobRecord(
-        job_id=r["job_id"],
-        seq=r["seq"],
-        name=r["name"],
-        state=JobState(r["state"]),
-        spec=json.loads(r["spec"]),
-        created_at=r["created_at"],
-        run_dir=r["run_dir"],
-        started_at=r["started_at"],
-        finished_at=r["finished_at"],
-        progress=json.loads(r["progress"]) if r["progress"] else None,
-        result=json.loads(r["result"]) if r["result"] else None,
-        error=r["error"],
-        attempts=r["attempts"],
-        resume=bool(r["resume"]),
-    )
+def _decode_progress(text: str | None) -> Progress | None:
+    if not text:
+        return None
+    data = {k: v for k, v in json.loads(text).items() if k != "type"}
+    return Progress(**data)
 
 
 class JobStore:
@@ -87,6 +84,7 @@ class JobStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._specs: dict[str, JobSpec] = {}
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -100,7 +98,7 @@ class JobStore:
         with self._lock:
             self._db.close()
 
-    def create(self, job_id: str, name: str, spec: dict[str, Any], run_dir: str) -> JobRecord:
+    def create(self, job_id: str, spec: JobSpec, run_dir: str) -> JobRecord:
         """Insert a QUEUED job atomically.
 
         Raises:
@@ -111,18 +109,59 @@ class JobStore:
                 self._db.execute(
                     "INSERT INTO jobs(job_id, seq, name, state, spec, created_at, run_dir) "
                     "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, ?, ?)",
-                    (job_id, name, JobState.QUEUED.value, json.dumps(spec), time.time(), run_dir),
+                    (
+                        job_id,
+                        spec.name or "",
+                        JobState.QUEUED.value,
+                        spec.model_dump_json(),
+                        time.time(),
+                        run_dir,
+                    ),
                 )
             except sqlite3.IntegrityError:
-                raise JobExists(f"job {job_id!r} already exists") from None
+                raise JobExists(f"job {clip(job_id)} already exists") from None
+            self._specs[job_id] = spec
         return self.get(job_id)
 
     def get(self, job_id: str) -> JobRecord:
         with self._lock:
             r = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         if r is None:
-            raise JobNotFound(f"no job {job_id!r}")
-        return _row(r)
+            raise JobNotFound(f"no job {clip(job_id)}")
+        return self._record(r)
+
+    def _record(self, r: sqlite3.Row) -> JobRecord:
+        """A row as a record; a part that cannot be read is reported, never raised."""
+        record = JobRecord(
+            job_id=r["job_id"],
+            seq=r["seq"],
+            name=r["name"],
+            state=JobState.QUEUED,
+            spec=None,
+            created_at=r["created_at"],
+            run_dir=r["run_dir"],
+            started_at=r["started_at"],
+            finished_at=r["finished_at"],
+            error=r["error"],
+            attempts=r["attempts"],
+            resume=bool(r["resume"]),
+        )
+        try:
+            record.state = JobState(r["state"])
+            record.spec = self._spec(r["job_id"], r["spec"])
+            record.progress = _decode_progress(r["progress"])
+            record.result = JobResult.from_dict(json.loads(r["result"])) if r["result"] else None
+        except Exception as exc:  # noqa: BLE001 - an old or hand-edited row fails in many ways
+            record.unreadable = f"the stored record cannot be read back: {clip(str(exc), 300)}"
+        return record
+
+    def _spec(self, job_id: str, text: str) -> JobSpec:
+        """The job's spec, parsed once per process (a stored spec never changes)."""
+        spec = self._specs.get(job_id)
+        if spec is None:
+            spec = JobSpec.model_validate_json(text)
+            self._specs[job_id] = spec
+        return spec
 
     def list(
         self, states: list[JobState] | None = None, limit: int = 100, before_seq: int | None = None
@@ -139,7 +178,7 @@ class JobStore:
         args.append(limit)
         with self._lock:
             rows = self._db.execute(query, args).fetchall()
-        return [_row(r) for r in rows]
+        return [self._record(r) for r in rows]
 
     def in_states(self, *states: JobState) -> list[JobRecord]:
         """Jobs in ``states``, oldest first (FIFO order)."""
@@ -148,7 +187,7 @@ class JobStore:
                 f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(states))}) ORDER BY seq",
                 [s.value for s in states],
             ).fetchall()
-        return [_row(r) for r in rows]
+        return [self._record(r) for r in rows]
 
     def count_by_state(self) -> dict[str, int]:
         with self._lock:
@@ -200,8 +239,8 @@ class JobStore:
         """Raise why a state change did not happen (the caller holds the lock)."""
         r = self._db.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         if r is None:
-            raise JobNotFound(f"no job {job_id!r}")
-        raise TerminalState(f"job {job_id!r} is {r['state']}; {why}")
+            raise JobNotFound(f"no job {clip(job_id)}")
+        raise TerminalState(f"job {clip(job_id)} is {r['state']}; {why}")
 
     def update(self, job_id: str, **fields: Any) -> None:
         """Update non-state fields (progress) of a job that is not terminal; a no-op otherwise."""
@@ -216,10 +255,15 @@ class JobStore:
     def delete(self, job_id: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+            self._specs.pop(job_id, None)
 
 
 def _encode(fields: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: json.dumps(v, default=str) if k in ("progress", "result") and v is not None else v
-        for k, v in fields.items()
-    }
+    encoded = dict(fields)
+    for key in ("progress", "result"):
+        value = encoded.get(key)
+        if value is not None and hasattr(value, "to_dict"):
+            encoded[key] = json.dumps(value.to_dict(), default=str)
+    if isinstance(encoded.get("state"), JobState):
+        encoded["state"] = encoded["state"].value
+    return encoded

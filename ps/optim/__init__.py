@@ -12,6 +12,7 @@ from ps.optim.build import (
     build,
     resolve_optimizer,
     resolve_regularization,
+    state_buffers,
 )
 from ps.optim.schedules import SCHEDULE_TYPES
 
@@ -24,4 +25,5 @@ __all__ = [
     "build",
     "resolve_optimizer",
     "resolve_regularization",
+    "state_buffers",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ps.errors import SpecError
+from ps.errors import SpecError, clip
 from ps.optim.adam import Adam, Adamax, AdamW
 from ps.optim.adaptive import Adadelta, Adagrad, RMSprop
 from ps.optim.hyper import Hyper, check, non_negative, positive, resolve
@@ -44,16 +44,18 @@ def resolve_optimizer(
     """
     cfg = dict(cfg)
     name = cfg.pop("name", None)
-    if name not in RULES:
+    if not isinstance(name, str) or name not in RULES:
         raise SpecError(
-            "optimizer.name", f"unknown optimizer {name!r} (choose from {tuple(RULES)})"
+            "optimizer.name", f"unknown optimizer {clip(name)} (choose from {tuple(RULES)})"
         )
     rule = RULES[name]
     lr = check("optimizer.lr", Hyper("lr", None, positive), cfg.pop("lr", rule.lr_default))
     schedule = resolve_schedule(cfg.pop("schedule", None), total_steps, defer_t_max=defer_t_max)
-    clip = cfg.pop("clip_grad_norm", None)
-    if clip is not None:
-        clip = check("optimizer.clip_grad_norm", Hyper("clip_grad_norm", None, positive), clip)
+    clip_norm = cfg.pop("clip_grad_norm", None)
+    if clip_norm is not None:
+        clip_norm = check(
+            "optimizer.clip_grad_norm", Hyper("clip_grad_norm", None, positive), clip_norm
+        )
     if "weight_decay" in cfg and name != "adamw":
         raise SpecError(
             "optimizer.weight_decay",
@@ -62,7 +64,7 @@ def resolve_optimizer(
         )
     hp = resolve("optimizer", rule.hypers, cfg, name)
     rule(hp)  # cross-field checks (e.g. Nesterov needs momentum) live in the rule's constructor
-    return {"name": name, "lr": lr, **hp, "schedule": schedule, "clip_grad_norm": clip}
+    return {"name": name, "lr": lr, **hp, "schedule": schedule, "clip_grad_norm": clip_norm}
 
 
 def resolve_regularization(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -70,7 +72,9 @@ def resolve_regularization(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
     cfg = dict(cfg or {})
     mode = cfg.pop("l1_mode", "subgradient")
     if mode not in L1_MODES:
-        raise SpecError("regularization.l1_mode", f"unknown mode {mode!r} (choose from {L1_MODES})")
+        raise SpecError(
+            "regularization.l1_mode", f"unknown mode {clip(mode)} (choose from {L1_MODES})"
+        )
     return {**resolve("regularization", _REGULARIZATION, cfg, "regularization"), "l1_mode": mode}
 
 
@@ -167,6 +171,13 @@ class Optimizer:
                 f"optimizer's {sorted(expected)}"
             )
         return OptimizerState(int(saved["step"]), tensors, torch.empty(numel))
+
+
+def state_buffers(optimizer: Mapping[str, Any]) -> int:
+    """How many flat buffers the size of the parameters a resolved ``optimizer:`` section's rule
+    keeps (for memory budgets)."""
+    rule_cls = RULES[optimizer["name"]]
+    return len(rule_cls({h.name: optimizer[h.name] for h in rule_cls.hypers}).init(torch.empty(0)))
 
 
 def _check_flat(t: Tensor, what: str) -> None:

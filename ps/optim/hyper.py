@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ps.errors import SpecError
+from ps.errors import SpecError, clip
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def boolean(value: Any) -> bool:
 
 
 def betas(value: Any) -> tuple[float, float]:
-    if isinstance(value, str | bytes) or not hasattr(value, "__len__") or len(value) != 2:
+    if not isinstance(value, list | tuple) or len(value) != 2:
         raise ValueError("must be a pair [beta1, beta2], each in [0, 1)")
     try:
         return (unit_open_right(value[0]), unit_open_right(value[1]))
@@ -80,7 +80,7 @@ def check(path: str, hyper: Hyper, value: Any) -> Any:
     try:
         return hyper.convert(value)
     except (ValueError, TypeError) as exc:
-        raise SpecError(path, f"invalid value {value!r} ({exc})") from None
+        raise SpecError(path, f"invalid value {clip(value)} ({exc})") from None
 
 
 def resolve(

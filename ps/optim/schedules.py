@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ps.errors import SpecError
+from ps.errors import SpecError, clip
 from ps.optim.hyper import Hyper, check, non_negative, positive
 
 Schedule = Callable[[int], float]
@@ -64,10 +64,14 @@ def resolve_schedule(
     Raises:
         SpecError: unknown type or key, a missing required key, or a value out of range.
     """
+    if cfg is not None and not isinstance(cfg, Mapping):
+        raise SpecError(path, f"must be a mapping, got {type(cfg).__name__}")
     cfg = dict(cfg or {"type": "constant"})
     kind = cfg.pop("type", "constant")
-    if kind not in _KEYS:
-        raise SpecError(f"{path}.type", f"unknown schedule {kind!r} (choose from {SCHEDULE_TYPES})")
+    if not isinstance(kind, str) or kind not in _KEYS:
+        raise SpecError(
+            f"{path}.type", f"unknown schedule {clip(kind)} (choose from {SCHEDULE_TYPES})"
+        )
     out: dict[str, Any] = {"type": kind}
     for name in cfg:
         if name not in {h.name for h in _KEYS[kind]}:

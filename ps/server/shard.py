@@ -3,24 +3,27 @@
 :class:`ShardCore` is the pure, testable logic (no Ray); :class:`ParameterShard` is the thin Ray
 actor around it that makes pulls wait on the consistency gate.
 
-A push goes: duplicate ``(worker, seq)``? ignore → non-finite? reject and count → past the job's
-``max_steps``? refuse → gate bookkeeping → (sync: accumulate until all N workers of the step have
-pushed, then average) → ``optimizer.step`` in place → ``version += 1``.
+A push goes: duplicate ``(worker, seq)``? ignore → non-finite (the slice, or the worker's global
+norm)? reject and count → past the job's ``max_steps``? refuse → gate bookkeeping → (sync:
+accumulate until all N workers of the step have pushed, then average) → ``optimizer.step`` in
+place → ``version += 1``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from ps.metrics import LATENCY_BUCKETS, Buckets
-from ps.optim import build
+from ps.optim import Optimizer, resolve_optimizer, resolve_regularization
 from ps.server.gate import ClockGate
 from workers import shm
 from workers.compression import decompress_into, payload_nbytes, payload_shape
@@ -34,70 +37,138 @@ APPLIED, ACCUMULATED, DUPLICATE, REJECTED, STOPPED = (
 )
 
 
+@dataclass(frozen=True)
+class ShardConfig:
+    """Everything a shard needs to know, built once by the supervisor from the spec and plan.
+
+    Attributes:
+        index / shards: this shard's number and how many there are.
+        offset / size: its slice ``[offset, offset + size)`` of the flat parameters.
+        optimizer / regularization: the spec's resolved sections (schedule ``t_max`` filled).
+        mode / workers / staleness: the job's consistency setting.
+        max_version: stop after this many updates (the plan's total steps), or None.
+        snapshot_every / checkpoint_every: capture the parameters (and, for checkpoints, the
+            whole state) whenever the version reaches a multiple of these.
+        divergence_threshold: after this many non-finite gradients in a row the shard stops
+            and reports ``diverged``.
+    """
+
+    index: int
+    offset: int
+    size: int
+    optimizer: dict[str, Any]
+    regularization: dict[str, Any]
+    mode: str = "async"
+    workers: int = 1
+    staleness: int = 0
+    shards: int = 1
+    max_version: int | None = None
+    snapshot_every: int | None = None
+    checkpoint_every: int | None = None
+    divergence_threshold: int | None = None
+
+    @classmethod
+    def make(
+        cls,
+        index: int,
+        optimizer: dict[str, Any],
+        regularization: dict[str, Any] | None = None,
+        total_steps: int | None = None,
+        **fields: Any,
+    ) -> ShardConfig:
+        """A config with the optimizer sections resolved (schedule ``t_max`` = total steps)."""
+        return cls(
+            index=index,
+            optimizer=resolve_optimizer(optimizer, total_steps),
+            regularization=resolve_regularization(regularization),
+            **fields,
+        )
+
+
+@dataclass(frozen=True)
+class Push:
+    """The metadata of one gradient push (the gradient itself travels beside it).
+
+    Attributes:
+        worker: the pushing worker's index.
+        seq: the worker's gradient number, 1-based (its clock after the push).
+        base_version: the shard version its parameters were read at.
+        base_min_clock: the slowest worker's clock when they were read (for staleness).
+        grad_norm: the global L2 norm of the whole gradient (clipping across shards; a
+            non-finite norm makes every shard reject the gradient alike).
+    """
+
+    worker: int
+    seq: int
+    base_version: int = 0
+    base_min_clock: int = 0
+    grad_norm: float | None = None
+
+
+@dataclass
+class ShardStats:
+    """A shard's cumulative figures (the one name for them: stats)."""
+
+    index: int
+    size: int
+    version: int
+    lr: float
+    rejected: dict[str, int]
+    staleness: dict[int, int]
+    version_lag: dict[int, int]
+    clocks: list[int]
+    update_hist: dict[str, Any]
+    diverged: str | None
+    skipped_updates: int
+    update_seconds: float = 0.0
+    updates: int = 0
+    bytes_pushed: int = 0
+    bytes_pulled: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        """The figures result.json keeps per shard (histograms aside)."""
+        return {k: v for k, v in vars(self).items() if k not in ("staleness", "version_lag")}
+
+
 class ShardCore:
     """One shard's parameters, optimizer state, version, gate and counters.
 
     Args:
-        index: this shard's number.
+        config: see :class:`ShardConfig`.
         params: its initial slice of the flat parameters (copied).
-        optimizer / regularization: the spec's sections; ``total_steps`` for schedules.
-        mode / workers / staleness / shards: the job's consistency setting and sizes.
-        max_version: stop after this many updates (the spec's ``max_steps``), or None.
-        snapshot_every / checkpoint_every: capture parameters (and, for checkpoints, the
-            optimizer state) whenever the version reaches a multiple of these.
-        divergence_threshold: after this many non-finite gradients in a row the shard stops
-            and reports ``diverged``.
-        restore: a checkpointed shard state (params, optimizer, version, clocks, last_seq) to
-            continue from instead of ``params``.
-        offset: where this shard's slice starts in a worker's flat buffer (shared-memory path).
     """
 
-    def __init__(
-        self,
-        index: int,
-        params: np.ndarray | torch.Tensor,
-        optimizer: dict[str, Any],
-        regularization: dict[str, Any],
-        total_steps: int | None,
-        mode: str,
-        workers: int,
-        staleness: int = 0,
-        shards: int = 1,
-        max_version: int | None = None,
-        snapshot_every: int | None = None,
-        checkpoint_every: int | None = None,
-        divergence_threshold: int | None = None,
-        restore: dict[str, Any] | None = None,
-        offset: int = 0,
-    ) -> None:
-        self.index = index
+    def __init__(self, config: ShardConfig, params: np.ndarray | torch.Tensor) -> None:
+        self.config = config
+        self.index = config.index
         self.params = torch.as_tensor(np.array(params, dtype=np.float32, copy=True))
-        self.optimizer = build(optimizer, regularization, total_steps)
+        if self.params.shape != (config.size,):
+            raise ValueError(
+                f"shard {self.index}: {self.params.numel()} parameters, expected {config.size}"
+            )
+        self.optimizer = Optimizer(config.optimizer, config.regularization)
         self.state = self.optimizer.init(self.params)
-        self.mode = mode
-        self.workers = workers
-        self.shards = shards
-        self.gate = ClockGate.for_mode(mode, workers, staleness)
+        self.gate = ClockGate.for_mode(config.mode, config.workers, config.staleness)
         self.version = 0
-        self.max_version = max_version
-        self.stopped = max_version == 0
-        self.last_seq = [0] * workers
-        self.snapshot_every = snapshot_every
-        self.checkpoint_every = checkpoint_every
+        self.stopped = config.max_version == 0
+        self.last_seq = [0] * config.workers
         self.snapshots: dict[int, dict[str, Any]] = {}
         self.grad_buf = torch.empty_like(self.params)
         # sync: the running sum of this step's gradients, how many, and their global norms.
-        self._acc = torch.zeros_like(self.params) if mode == "sync" else None
+        self._acc = torch.zeros_like(self.params) if config.mode == "sync" else None
+        # sync with several shards: the parameters before the latest step, for a replaced worker
+        # replaying a step that this shard already finished (see read()).
+        self._before_step = (
+            torch.empty_like(self.params) if config.mode == "sync" and config.shards > 1 else None
+        )
         self._acc_count = 0
         self._acc_norms = 0.0
         self._sync_steps = 0
-        self.offset = offset
+        self._version_before_step = 0
         self._shm: dict[str, np.ndarray] = {}  # a worker's shared buffer name -> this slice of it
-        self.divergence_threshold = divergence_threshold
         self.nonfinite_in_a_row = 0
         self.diverged: str | None = None
-        if restore is not None:
-            self._restore(restore)
+        self.skipped = 0
         self.rejected: Counter[str] = Counter()
         self.staleness: Counter[int] = Counter()
         self.version_lag: Counter[int] = Counter()
@@ -105,67 +176,93 @@ class ShardCore:
         self.timing = {"update_seconds": 0.0, "updates": 0, "bytes_pushed": 0, "bytes_pulled": 0}
         self.update_hist = Buckets(LATENCY_BUCKETS)
 
-    def _restore(self, saved: dict[str, Any]) -> None:
+    # -- the checkpoint layout of a shard ----------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a restored shard continues from (copies; plain tensors and lists)."""
+        opt = self.optimizer.state_dict(self.state)
+        return {
+            "version": self.version,
+            "params": self.params.clone(),
+            "optimizer": {**opt, "tensors": {k: t.clone() for k, t in opt["tensors"].items()}},
+            "clocks": list(self.gate.clocks),
+            "last_seq": list(self.last_seq),
+            "skipped": self.skipped,
+        }
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` output (a checkpoint).
+
+        Raises:
+            ValueError: the saved slice has another size or another optimizer.
+        """
         params = torch.as_tensor(np.asarray(saved["params"], dtype=np.float32))
         if params.shape != self.params.shape:
             raise ValueError(
-                f"shard {self.index}: checkpoint has {params.numel()} floats, not {self.params.numel()}"
+                f"shard {self.index}: checkpoint has {params.numel()} floats, "
+                f"not {self.params.numel()}"
             )
         self.params.copy_(params)
         self.state = self.optimizer.load_state_dict(saved["optimizer"])
         self.version = int(saved["version"])
         self.gate.clocks = [int(c) for c in saved["clocks"]]
         self.last_seq = [int(c) for c in saved["last_seq"]]
+        self.skipped = int(saved.get("skipped", 0))
         self._sync_steps = self.gate.min_clock
         self.lr = self.optimizer.lr_at(self.state.step)
-        self.stopped = self.max_version is not None and self.version >= self.max_version
+        max_version = self.config.max_version
+        self.stopped = max_version is not None and self.version >= max_version
 
     # -- reads -------------------------------------------------------------------------------
     def may_pull(self, clock: int) -> bool:
         return self.stopped or self.gate.may_pull(clock)
 
-    def read(self, shm_params: str | None = None) -> dict[str, Any]:
-        """The parameters: a copy in the reply (the reader may hold it while updates continue),
-        or, given a worker's shared parameter buffer on this node, copied straight into it."""
+    def read(self, clock: int, shm_params: str | None = None) -> dict[str, Any]:
+        """The parameters a worker at ``clock`` computes its next gradient from: a copy in the
+        reply (the reader may hold it while updates continue), or, given a worker's shared
+        parameter buffer on this node, copied straight into it.
+
+        In sync mode a worker replaced mid-push replays a step that some shards already finished
+        (its push reached them before it died) and others did not: those shards answer with
+        the parameters from before that step, so the replayed gradient is the original one.
+        """
         if self.stopped:
             return {"stop": True, "version": self.version}
-        self.timing["bytes_pulled"] += self.params.numel() * 4
-        reply = {"stop": False, "version": self.version, "min_clock": self.gate.min_clock}
+        params, version, min_clock = self.params, self.version, self.gate.min_clock
+        if self.config.mode == "sync" and self._sync_steps > clock:
+            if self._before_step is None or self._sync_steps != clock + 1:
+                raise RuntimeError(
+                    f"shard {self.index}: a worker at step {clock} asked for parameters this "
+                    f"shard left behind at step {self._sync_steps}"
+                )
+            params, version, min_clock = self._before_step, self._version_before_step, clock
+        self.timing["bytes_pulled"] += params.numel() * 4
+        reply = {"stop": False, "version": version, "min_clock": min_clock}
         if shm_params is None:
-            reply["params"] = self.params.numpy().copy()
+            reply["params"] = params.numpy().copy()
         else:
-            np.copyto(self._shared(shm_params), self.params.numpy())
+            np.copyto(self._shared(shm_params), params.numpy())
         return reply
 
     def _shared(self, name: str) -> np.ndarray:
         """This shard's slice of a worker's shared buffer (mapped once)."""
         view = self._shm.get(name)
         if view is None:
-            if len(self._shm) > 4 * self.workers:  # replaced workers' buffers: drop stale maps
+            if len(self._shm) > 4 * self.config.workers:  # replaced workers' buffers: drop maps
                 self._shm.clear()
-            view = shm.attach(name)[self.offset : self.offset + self.params.numel()]
+            lo = self.config.offset
+            view = shm.attach(name)[lo : lo + self.config.size]
             self._shm[name] = view
         return view
 
     # -- writes ------------------------------------------------------------------------------
-    def push(
-        self,
-        worker: int,
-        seq: int,
-        base_version: int,
-        base_min_clock: int,
-        grad: Any,
-        grad_norm: float | None = None,
-        shm_grads: str | None = None,
-    ) -> str:
-        """Offer worker ``worker``'s gradient number ``seq`` (1-based; its clock after the push).
-
-        ``grad`` is a float32 array or a compressed payload; with ``shm_grads`` it is None and the
-        gradient is read from that shared buffer of the worker (its slice, in place).
+    def push(self, push: Push, grad: Any = None, shm_grads: str | None = None) -> str:
+        """Offer a worker's gradient: ``grad`` is a float32 array or a compressed payload; with
+        ``shm_grads`` it is read from that shared buffer of the worker (its slice, in place).
 
         Returns one of ``applied``, ``accumulated`` (sync, waiting for the step's other workers),
         ``duplicate``, ``rejected`` (non-finite), ``stopped``.
         """
+        worker, seq = push.worker, push.seq
         if seq <= self.last_seq[worker]:
             self.rejected["duplicate"] += 1
             return DUPLICATE
@@ -185,45 +282,54 @@ class ShardCore:
             self.gate.tick(worker, seq)
             self.rejected["stopped"] += 1
             return STOPPED
-        finite = _all_finite(grad)
-        if not finite:
-            self.rejected["non_finite"] += 1
-            self.nonfinite_in_a_row += 1
-            if self.divergence_threshold and self.nonfinite_in_a_row >= self.divergence_threshold:
-                self.diverged = (
-                    f"diverged: {self.nonfinite_in_a_row} non-finite gradients in a row at shard "
-                    f"{self.index}, step {self.version}"
-                )
-                self.stopped = True
-        else:
-            self.nonfinite_in_a_row = 0
-            self.staleness[max(0, seq - 1 - base_min_clock)] += 1
-            self.version_lag[self.version - base_version] += 1
+        finite = _finite_norm(push.grad_norm) and _all_finite(grad)
+        self._count(push, finite)
         self.gate.tick(worker, seq)
-        if self.mode == "sync":
+        if self.config.mode == "sync":
             if finite:
                 np.add(self._acc.numpy(), grad, out=self._acc.numpy())
                 self._acc_count += 1
-                self._acc_norms += grad_norm or 0.0
+                self._acc_norms += push.grad_norm or 0.0
             if self.gate.min_clock > self._sync_steps:
                 return self._finish_sync_step()
             return ACCUMULATED if finite else REJECTED
         if not finite:
+            self.skipped += 1
             return REJECTED
         if not buffered:
             np.copyto(self.grad_buf.numpy(), grad)
-        self._apply(self.grad_buf, grad_norm if self.shards > 1 else None)
+        self._apply(self.grad_buf, push.grad_norm if self.config.shards > 1 else None)
         return APPLIED
+
+    def _count(self, push: Push, finite: bool) -> None:
+        if finite:
+            self.nonfinite_in_a_row = 0
+            self.staleness[max(0, push.seq - 1 - push.base_min_clock)] += 1
+            self.version_lag[self.version - push.base_version] += 1
+            return
+        self.rejected["non_finite"] += 1
+        self.nonfinite_in_a_row += 1
+        threshold = self.config.divergence_threshold
+        if threshold and self.nonfinite_in_a_row >= threshold:
+            self.diverged = (
+                f"diverged: {self.nonfinite_in_a_row} non-finite gradients in a row at shard "
+                f"{self.index}, step {self.version}"
+            )
+            self.stopped = True
 
     def _finish_sync_step(self) -> str:
         self._sync_steps += 1
+        if self._before_step is not None:
+            self._before_step.copy_(self.params)
+            self._version_before_step = self.version
         if self._acc_count == 0:  # every gradient of this step was rejected: skip the update
+            self.skipped += 1
             return REJECTED
         count = self._acc_count
         self._acc.div_(count)
         # With several shards the averaged gradient's global norm is unknown here; the mean of
         # the workers' norms bounds it from above (triangle inequality), so clipping is safe.
-        norm = self._acc_norms / count if self.shards > 1 else None
+        norm = self._acc_norms / count if self.config.shards > 1 else None
         self._acc_count, self._acc_norms = 0, 0.0
         self._apply(self._acc, norm)
         self._acc.zero_()
@@ -237,29 +343,20 @@ class ShardCore:
         self.update_hist.observe(elapsed)
         self.timing["updates"] += 1
         self.version += 1
-        if self.max_version is not None and self.version >= self.max_version:
+        max_version = self.config.max_version
+        if max_version is not None and self.version >= max_version:
             self.stopped = True
         self._capture()
 
     def _capture(self) -> None:
-        v = self.version
-        eval_due = bool(self.snapshot_every) and v % self.snapshot_every == 0
-        ckpt_due = bool(self.checkpoint_every) and v % self.checkpoint_every == 0
+        v, cfg = self.version, self.config
+        eval_due = bool(cfg.snapshot_every) and v % cfg.snapshot_every == 0
+        ckpt_due = bool(cfg.checkpoint_every) and v % cfg.checkpoint_every == 0
         if not (eval_due or ckpt_due):
             return
-        snap: dict[str, Any] = {
-            "version": v,
-            "params": self.params.numpy().copy(),
-            "clocks": list(self.gate.clocks),
-            "lr": self.lr,
-        }
+        snap: dict[str, Any] = {"version": v, "params": self.params.numpy().copy(), "lr": self.lr}
         if ckpt_due:
-            opt = self.optimizer.state_dict(self.state)
-            snap["optimizer"] = {
-                **opt,
-                "tensors": {k: t.clone() for k, t in opt["tensors"].items()},
-            }
-            snap["last_seq"] = list(self.last_seq)
+            snap["state"] = self.state_dict()
         self.snapshots[v] = snap
 
     def worker_clock(self, worker: int) -> int:
@@ -273,27 +370,28 @@ class ShardCore:
         self.stopped = True
 
     def final(self) -> dict[str, Any]:
-        """Parameters and state at the end of training."""
-        return {
-            "version": self.version,
-            "params": self.params.numpy().copy(),
-            "optimizer": self.optimizer.state_dict(self.state),
-            "clocks": list(self.gate.clocks),
-        }
+        """Parameters and version at the end of training."""
+        return {"version": self.version, "params": self.params.numpy().copy()}
 
-    def stats(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "version": self.version,
-            "lr": self.lr,
-            "rejected": dict(self.rejected),
-            "staleness": dict(self.staleness),
-            "version_lag": dict(self.version_lag),
-            "clocks": list(self.gate.clocks),
-            "update_hist": self.update_hist.to_dict(),
-            "diverged": self.diverged,
+    def stats(self) -> ShardStats:
+        return ShardStats(
+            index=self.index,
+            size=self.config.size,
+            version=self.version,
+            lr=self.lr,
+            rejected=dict(self.rejected),
+            staleness=dict(self.staleness),
+            version_lag=dict(self.version_lag),
+            clocks=list(self.gate.clocks),
+            update_hist=self.update_hist.to_dict(),
+            diverged=self.diverged,
+            skipped_updates=self.skipped,
             **self.timing,
-        }
+        )
+
+
+def _finite_norm(norm: float | None) -> bool:
+    return norm is None or math.isfinite(norm)
 
 
 def _all_finite(grad: np.ndarray) -> bool:
@@ -310,11 +408,25 @@ class ParameterShard:
 
     Created by the supervisor as ``ray.remote(ParameterShard).options(...).remote(...)``; an
     asyncio actor, so many waiting pulls cost nothing.
+
+    Args:
+        config: the shard's :class:`ShardConfig`.
+        params: its initial slice.
+        restore: a checkpointed :meth:`ShardCore.state_dict` to continue from.
+        num_threads: torch threads for the update.
     """
 
-    def __init__(self, num_threads: int = 1, **core: Any) -> None:
+    def __init__(
+        self,
+        config: ShardConfig,
+        params: np.ndarray,
+        restore: dict[str, Any] | None = None,
+        num_threads: int = 1,
+    ) -> None:
         torch.set_num_threads(max(1, num_threads))
-        self.core = ShardCore(**core)
+        self.core = ShardCore(config, params)
+        if restore is not None:
+            self.core.load_state_dict(restore)
         self._changed: asyncio.Condition | None = None
 
     def _cond(self) -> asyncio.Condition:
@@ -331,14 +443,10 @@ class ParameterShard:
         cond = self._cond()
         async with cond:
             await cond.wait_for(lambda: self.core.may_pull(clock))
-        return self.core.read(shm_params)
+        return self.core.read(clock, shm_params)
 
-    async def push(
-        self, worker, seq, base_version, base_min_clock, grad, grad_norm=None, shm_grads=None
-    ) -> str:
-        status = self.core.push(
-            worker, seq, base_version, base_min_clock, grad, grad_norm, shm_grads
-        )
+    async def push(self, push: Push, grad: Any = None, shm_grads: str | None = None) -> str:
+        status = self.core.push(push, grad, shm_grads)
         await self._notify()
         return status
 
@@ -368,7 +476,7 @@ class ParameterShard:
     def final(self) -> dict[str, Any]:
         return self.core.final()
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ShardStats:
         return self.core.stats()
 
     def worker_clock(self, worker: int) -> int:

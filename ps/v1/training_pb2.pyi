@@ -237,12 +237,14 @@ class TrainingSpec(_message.Message):
     def __init__(self, workers: _Optional[int] = ..., mode: _Optional[str] = ..., staleness: _Optional[int] = ..., batch_size: _Optional[int] = ..., epochs: _Optional[int] = ..., max_steps: _Optional[int] = ..., eval_every_steps: _Optional[int] = ..., early_stopping: _Optional[_Union[EarlyStopping, _Mapping]] = ..., worker_resources: _Optional[_Union[Resources, _Mapping]] = ..., max_failures: _Optional[int] = ..., divergence_threshold: _Optional[int] = ..., compression: _Optional[str] = ..., topk_ratio: _Optional[float] = ..., transport: _Optional[str] = ...) -> None: ...
 
 class PsSpec(_message.Message):
-    __slots__ = ("shards", "resources")
+    __slots__ = ("shards", "resources", "max_params")
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    MAX_PARAMS_FIELD_NUMBER: _ClassVar[int]
     shards: int
     resources: Resources
-    def __init__(self, shards: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ...) -> None: ...
+    max_params: int
+    def __init__(self, shards: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., max_params: _Optional[int] = ...) -> None: ...
 
 class CheckpointSpec(_message.Message):
     __slots__ = ("every_steps", "keep")
@@ -291,7 +293,7 @@ class Evaluation(_message.Message):
     def __init__(self, step: _Optional[int] = ..., epoch: _Optional[float] = ..., learning_rate: _Optional[float] = ..., train_loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., val_accuracy: _Optional[float] = ..., generalization_gap: _Optional[float] = ...) -> None: ...
 
 class JobResult(_message.Message):
-    __slots__ = ("stop_reason", "steps", "epochs", "wall_time_s", "samples_per_s", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy", "result_json")
+    __slots__ = ("stop_reason", "steps", "epochs", "wall_time_s", "samples_per_s", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy", "result_json", "total_steps", "skipped_updates", "exported_step")
     STOP_REASON_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
@@ -304,6 +306,9 @@ class JobResult(_message.Message):
     TEST_LOSS_FIELD_NUMBER: _ClassVar[int]
     TEST_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_UPDATES_FIELD_NUMBER: _ClassVar[int]
+    EXPORTED_STEP_FIELD_NUMBER: _ClassVar[int]
     stop_reason: str
     steps: int
     epochs: float
@@ -316,10 +321,13 @@ class JobResult(_message.Message):
     test_loss: float
     test_accuracy: float
     result_json: str
-    def __init__(self, stop_reason: _Optional[str] = ..., steps: _Optional[int] = ..., epochs: _Optional[float] = ..., wall_time_s: _Optional[float] = ..., samples_per_s: _Optional[float] = ..., train_loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., val_accuracy: _Optional[float] = ..., test_loss: _Optional[float] = ..., test_accuracy: _Optional[float] = ..., result_json: _Optional[str] = ...) -> None: ...
+    total_steps: int
+    skipped_updates: int
+    exported_step: int
+    def __init__(self, stop_reason: _Optional[str] = ..., steps: _Optional[int] = ..., epochs: _Optional[float] = ..., wall_time_s: _Optional[float] = ..., samples_per_s: _Optional[float] = ..., train_loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., val_accuracy: _Optional[float] = ..., test_loss: _Optional[float] = ..., test_accuracy: _Optional[float] = ..., result_json: _Optional[str] = ..., total_steps: _Optional[int] = ..., skipped_updates: _Optional[int] = ..., exported_step: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "name", "state", "spec", "created_at", "started_at", "finished_at", "progress", "result", "error", "run_dir", "attempts")
+    __slots__ = ("job_id", "name", "state", "spec", "created_at", "started_at", "finished_at", "progress", "result", "error", "run_dir", "attempts", "unreadable")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -332,6 +340,7 @@ class Job(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     RUN_DIR_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    UNREADABLE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     name: str
     state: JobState
@@ -344,23 +353,26 @@ class Job(_message.Message):
     error: str
     run_dir: str
     attempts: int
-    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[JobResult, _Mapping]] = ..., error: _Optional[str] = ..., run_dir: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
+    unreadable: bool
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[JobResult, _Mapping]] = ..., error: _Optional[str] = ..., run_dir: _Optional[str] = ..., attempts: _Optional[int] = ..., unreadable: _Optional[bool] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("job_id", "time", "state", "progress", "evaluation", "finished")
+    __slots__ = ("job_id", "time", "state", "progress", "evaluation", "finished", "total_steps")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     EVALUATION_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     time: float
     state: JobState
     progress: Progress
     evaluation: Evaluation
     finished: Job
-    def __init__(self, job_id: _Optional[str] = ..., time: _Optional[float] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., evaluation: _Optional[_Union[Evaluation, _Mapping]] = ..., finished: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+    total_steps: int
+    def __init__(self, job_id: _Optional[str] = ..., time: _Optional[float] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., evaluation: _Optional[_Union[Evaluation, _Mapping]] = ..., finished: _Optional[_Union[Job, _Mapping]] = ..., total_steps: _Optional[int] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
     __slots__ = ("spec", "job_id", "resume")

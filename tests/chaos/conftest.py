@@ -41,6 +41,6 @@ def kill_actor(name: str) -> int:
 
 def shard_version(job_id: str) -> int:
     try:
-        return ray.get(ray.get_actor(f"ps:{job_id}:shard:0").stats.remote(), timeout=10)["version"]
+        return ray.get(ray.get_actor(f"ps:{job_id}:shard:0").stats.remote(), timeout=10).version
     except Exception:  # noqa: BLE001 - not created yet, or being replaced
         return -1

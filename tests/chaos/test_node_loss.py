@@ -18,6 +18,7 @@ SCRIPT = textwrap.dedent(
 
     from ps.jobs.manager import JobManager, ManagerConfig
     from ps.jobs.store import JobStore
+    from ps.spec import parse_spec
     from tests.runtime.helpers import spec
 
     root = Path(sys.argv[1])
@@ -31,7 +32,7 @@ SCRIPT = textwrap.dedent(
     manager.start()
     job = spec(training={"workers": 1, "worker_resources": {"num_cpus": 2}, "batch_size": 16, "epochs": 12},
                checkpoint={"every_steps": 40})
-    manager.submit(job, "node-loss")
+    manager.submit(parse_spec(job), "node-loss")
 
     def deadline_wait(pred, seconds, what):
         end = time.monotonic() + seconds
@@ -51,8 +52,11 @@ SCRIPT = textwrap.dedent(
     record = store.get("node-loss")
     print("state", record.state.value, "error", record.error, flush=True)
     assert record.state.value == "SUCCEEDED", record.error
-    assert record.result["test_accuracy"] > 0.9, record.result
-    print("test_accuracy", record.result["test_accuracy"], flush=True)
+    assert record.result.test_accuracy > 0.9, record.result
+    # The whole budget (12 epochs of 79 steps), and the reason a fault-free run stops for.
+    assert record.result.steps == record.result.total_steps == 12 * 79, record.result
+    assert record.result.stop_reason == "epochs", record.result
+    print("test_accuracy", record.result.test_accuracy, flush=True)
     manager.shutdown()
     ray.shutdown()
     cluster.shutdown()

@@ -34,6 +34,8 @@ def test_killed_supervisor_is_restarted_from_the_last_checkpoint(service):
     assert final.error == "" and final.attempts == 2
     result = json.loads(final.result.result_json)
     assert result["test_accuracy"] >= 0.9
+    # The whole budget, and the reason a fault-free run stops for.
+    assert result["steps"] == result["total_steps"] == 8 * 40 and result["stop_reason"] == "epochs"
     evaluations = [
         json.loads(x)
         for x in (service.storage / "lost-supervisor" / "metrics.jsonl").read_text().splitlines()

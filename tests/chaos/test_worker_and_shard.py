@@ -59,53 +59,69 @@ def deterministic(path):
             "batch_size": 1000,
             "epochs": 100000,
             "max_steps": STEPS,
+            "eval_every_steps": 50,
         },
+        ps={"shards": 2},
         checkpoint={"every_steps": 100},
     )
 
 
+@pytest.fixture(scope="module")
+def reference(ray_runtime, toy, tmp_path_factory):
+    """The fault-free run both kill tests must reproduce."""
+    out = tmp_path_factory.mktemp("reference")
+    return run_job(parse_spec(deterministic(toy)), out), flat_params(out)
+
+
+def _history(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
 def test_killed_worker_is_replaced_and_the_result_equals_a_fault_free_run(
-    ray_runtime, toy, tmp_path
+    ray_runtime, toy, reference, tmp_path
 ):
-    reference = run_job(parse_spec(deterministic(toy)), tmp_path / "reference")
+    expected, expected_params = reference
     thread, box = _in_thread(deterministic(toy), tmp_path / "chaos", "kill-worker")
     wait_until(lambda: shard_version("kill-worker") >= 150, 60, what="150 steps")
     kill_actor("ps:kill-worker:worker:1")
     thread.join(timeout=180)
     assert "error" not in box, box.get("error")
     result = box["result"]
-    assert result["state"] == "SUCCEEDED" and result["steps"] == STEPS == reference["steps"]
-    assert result["worker_restarts"] == 1
+    assert result.state == "SUCCEEDED" and result.steps == STEPS == expected.steps
+    assert result.stop_reason == expected.stop_reason == "max_steps"
+    assert result.worker_restarts == 1
     assert shm.existing(shm.prefix("kill-worker")) == []  # the killed worker's buffers are gone too
-    events = [
-        json.loads(line) for line in (tmp_path / "chaos" / "metrics.jsonl").read_text().splitlines()
-    ]
+    events = _history(tmp_path / "chaos")
     assert [e["worker"] for e in events if e["type"] == "worker_restart"] == [1]
     torch.testing.assert_close(
-        flat_params(tmp_path / "chaos"), flat_params(tmp_path / "reference"), rtol=1e-5, atol=1e-6
+        flat_params(tmp_path / "chaos"), expected_params, rtol=1e-5, atol=1e-6
     )
 
 
-def test_killed_shard_is_restored_from_the_last_checkpoint(ray_runtime, tmp_path):
-    job = spec(
-        optimizer={"name": "adam", "lr": 0.005},
-        training={"workers": 2, "batch_size": 32, "epochs": 12},
-        ps={"shards": 2},
-        checkpoint={"every_steps": 40},
-    )
-    thread, box = _in_thread(job, tmp_path, "kill-shard")
+def test_killed_shard_is_restored_and_the_result_equals_a_fault_free_run(
+    ray_runtime, toy, reference, tmp_path
+):
+    """A restore replays the steps since the last checkpoint exactly (deterministic batches and
+    dropout, the whole optimizer state in the checkpoint): sync parameters equal a fault-free
+    run's, and the job makes its full step budget."""
+    expected, expected_params = reference
+    thread, box = _in_thread(deterministic(toy), tmp_path, "kill-shard")
     wait_until(
-        lambda: (tmp_path / "checkpoints" / "step-00000080").is_dir(), 120, what="a checkpoint"
+        lambda: (tmp_path / "checkpoints" / "step-00000200").is_dir(), 120, what="a checkpoint"
     )
     kill_actor("ps:kill-shard:shard:1")
     thread.join(timeout=300)
     assert "error" not in box, box.get("error")
     result = box["result"]
-    assert result["state"] == "SUCCEEDED" and result["restores"] == 1
-    assert result["steps"] == result["final_evaluation"]["step"]
-    assert result["test_accuracy"] >= 0.93
-    events = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert result.state == "SUCCEEDED" and result.restores == 1
+    assert result.steps == result.total_steps == STEPS == expected.steps
+    assert result.stop_reason == expected.stop_reason
+    assert result.samples > 0 and result.final_evaluation["step"] == STEPS
+    torch.testing.assert_close(flat_params(tmp_path), expected_params, rtol=1e-5, atol=1e-6)
+    events = _history(tmp_path)
     (restore,) = [e for e in events if e["type"] == "restore"]
-    assert restore["step"] >= 80 and restore["step"] % 40 == 0
+    assert restore["step"] >= 200 and restore["step"] % 100 == 0
     steps = [e["step"] for e in events if e["type"] == "evaluation"]
     assert steps == sorted(set(steps)), "evaluations after the restore repeat none before it"
+    assert steps[-1] == STEPS
+    assert shm.existing(shm.prefix("kill-shard")) == []

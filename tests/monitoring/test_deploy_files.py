@@ -14,6 +14,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from ps import cli
+from ps.jobs.events import Progress
 from ps.metrics import ServiceMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +24,8 @@ MONITORING = ROOT / "deploy" / "monitoring"
 def _exported_names() -> set[str]:
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry, job_counts=lambda: {})
-    metrics.telemetry.update("j", {"type": "progress", "grad_norm": 1.0, "train_loss": 1.0})
+    progress = Progress(step=1, total_steps=2, epoch=0.5, grad_norm=1.0, train_loss=1.0)
+    metrics.telemetry.update("j", progress)
     names = set()
     for family in registry.collect():
         names.add(family.name)

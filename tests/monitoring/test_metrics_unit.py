@@ -4,34 +4,38 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from ps.jobs.events import Evaluation, Figures, Progress, Telemetry
 from ps.metrics import LATENCY_BUCKETS, STALENESS_BUCKETS, Buckets, ServiceMetrics
 
 
-def _telemetry(steps: int) -> dict:
+def _telemetry(steps: int) -> Telemetry:
     latency = Buckets(LATENCY_BUCKETS)
     for v in (0.0004, 0.003, 0.003, 20.0):
         latency.observe(v)
     stale = Buckets(STALENESS_BUCKETS)
     stale.observe(0, 5)
     stale.observe(2, 1)
-    return {
-        "steps": steps,
-        "samples": 640,
-        "learning_rate": 0.01,
-        "workers": {"running": 2, "finished": 0},
-        "worker_restarts": 0,
-        "rejected": {"non_finite": 3},
-        "bytes_pushed": 4000,
-        "bytes_pulled": 8000,
-        "histograms": {k: latency.to_dict() for k in ("pull", "push", "update", "checkpoint")}
-        | {"staleness": stale.to_dict()},
-    }
+    return Telemetry(
+        figures=Figures(
+            steps=steps,
+            samples=640,
+            learning_rate=0.01,
+            workers={"running": 2, "finished": 0},
+            worker_restarts=0,
+            restores=0,
+            rejected={"non_finite": 3},
+            bytes_pushed=4000,
+            bytes_pulled=8000,
+            histograms={k: latency.to_dict() for k in ("pull", "push", "update", "checkpoint")}
+            | {"staleness": stale.to_dict()},
+        )
+    )
 
 
 def test_buckets_are_cumulative_in_the_exposition():
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)
-    metrics.telemetry.update("j", {"type": "telemetry", "telemetry": _telemetry(10)})
+    metrics.telemetry.update("j", _telemetry(10))
     get = registry.get_sample_value
     assert get("ps_push_duration_seconds_bucket", {"job_id": "j", "le": "0.0005"}) == 1
     assert get("ps_push_duration_seconds_bucket", {"job_id": "j", "le": "0.005"}) == 3
@@ -48,26 +52,27 @@ def test_job_series_from_events():
     t = metrics.telemetry
     t.update(
         "j",
-        {
-            "type": "progress",
-            "train_loss": 0.5,
-            "epoch": 1.5,
-            "grad_norm": 2.0,
-            "layer_grad_norms": {"0.weight": 1.5, "0.bias": 0.1},
-        },
+        Progress(
+            step=1,
+            total_steps=10,
+            train_loss=0.5,
+            epoch=1.5,
+            grad_norm=2.0,
+            layer_grad_norms={"0.weight": 1.5, "0.bias": 0.1},
+        ),
     )
     t.update(
         "j",
-        {
-            "type": "evaluation",
-            "val_loss": 0.7,
-            "val_accuracy": 0.8,
-            "generalization_gap": 0.2,
-            "learning_rate": 0.05,
-            "epoch": 2.0,
-        },
+        Evaluation(
+            step=2,
+            val_loss=0.7,
+            val_accuracy=0.8,
+            generalization_gap=0.2,
+            learning_rate=0.05,
+            epoch=2.0,
+        ),
     )
-    t.update("j", {"type": "telemetry", "telemetry": _telemetry(42)})
+    t.update("j", _telemetry(42))
     get = registry.get_sample_value
     j = {"job_id": "j"}
     assert get("ps_job_steps_total", j) == 42
@@ -94,8 +99,8 @@ def test_a_finished_jobs_series_are_removed_after_the_retention():
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry, retention_s=60)
     metrics.telemetry.clock = lambda: now[0]
-    metrics.telemetry.update("old", {"type": "telemetry", "telemetry": _telemetry(5)})
-    metrics.telemetry.update("new", {"type": "telemetry", "telemetry": _telemetry(6)})
+    metrics.telemetry.update("old", _telemetry(5))
+    metrics.telemetry.update("new", _telemetry(6))
     metrics.telemetry.end("old")
     now[0] += 59
     assert registry.get_sample_value("ps_job_steps_total", {"job_id": "old"}) == 5

@@ -12,7 +12,6 @@ import urllib.request
 import grpc
 import pytest
 
-from ps.api.metrics_http import serve_metrics
 from tests.conftest import wait_until
 from tests.runtime.helpers import spec
 from tests.service.conftest import TOKEN, start_service
@@ -20,11 +19,7 @@ from tests.service.conftest import TOKEN, start_service
 
 @pytest.fixture(scope="module")
 def monitored(ray_runtime, tmp_path_factory):
-    with (
-        start_service(tmp_path_factory.mktemp("monitored"), metrics=True) as svc,
-        serve_metrics(svc.metrics.registry, "127.0.0.1", 0, TOKEN) as port,
-    ):
-        svc.metrics_url = f"http://127.0.0.1:{port}/metrics"
+    with start_service(tmp_path_factory.mktemp("monitored"), metrics=True) as svc:
         yield svc
 
 

@@ -26,9 +26,9 @@ def test_digits_reaches_095_and_staleness_is_bounded(ray_runtime, tmp_path, mode
         tmp_path,
         events,
     )
-    assert result["test_accuracy"] >= 0.95, result
-    staleness = {int(k): n for k, n in result["staleness"].items()}
-    assert sum(staleness.values()) == 2 * result["workers"][0]["clock"]  # every gradient recorded
+    assert result.test_accuracy >= 0.95, result
+    staleness = {int(k): n for k, n in result.staleness.items()}
+    assert sum(staleness.values()) == 2 * result.workers[0]["clock"]  # every gradient recorded
     if mode == "sync":
         assert set(staleness) == {0}
     elif mode == "ssp":
@@ -40,7 +40,7 @@ def test_digits_reaches_095_and_staleness_is_bounded(ray_runtime, tmp_path, mode
     evaluations = [e for e in history if e["type"] == "evaluation"]
     assert [e["epoch"] for e in evaluations] == pytest.approx([float(i) for i in range(1, 13)])
     assert evaluations[-1]["val_accuracy"] > evaluations[0]["val_accuracy"]
-    assert any(e["type"] == "result" for e in events)
+    assert any(e.kind == "result" for e in events)
 
 
 @pytest.mark.parametrize(
@@ -56,9 +56,9 @@ def test_digits_reaches_095_with_gradient_compression(ray_runtime, tmp_path, com
         ),
         tmp_path,
     )
-    assert result["test_accuracy"] >= 0.95, result["test_accuracy"]
-    pushed = sum(s["bytes_pushed"] for s in result["shards"])
-    dense = 2 * result["steps"] * result["n_params"] * 4
+    assert result.test_accuracy >= 0.95, result.test_accuracy
+    pushed = sum(s["bytes_pushed"] for s in result.shards)
+    dense = 2 * result.steps * result.n_params * 4
     expected = {"fp16": 0.5, "bf16": 0.5, "topk": 0.2}[
         compression["compression"]
     ]  # topk: index + value

@@ -68,7 +68,7 @@ def initial(ray_runtime, dataset, tmp_path_factory):
     """The initial weights, exported untouched by a max_steps: 0 job."""
     out = tmp_path_factory.mktemp("init")
     result = run(deterministic_spec(dataset[0], {"name": "sgd"}, max_steps=0), out)
-    assert result["steps"] == 0
+    assert result.steps == 0
     return out
 
 
@@ -77,7 +77,7 @@ def test_full_batch_job_matches_torch_optim(ray_runtime, dataset, initial, tmp_p
     path, x, y = dataset
     ours_cfg, make_torch = OPTIMIZERS[name]
     result = run(deterministic_spec(path, ours_cfg), tmp_path)
-    assert result["steps"] == STEPS and result["stop_reason"] == "max_steps"
+    assert result.steps == STEPS and result.stop_reason == "max_steps"
 
     model = load_model(initial / "model.pt")
     net = model.net.train()
@@ -92,42 +92,44 @@ def test_full_batch_job_matches_torch_optim(ray_runtime, dataset, initial, tmp_p
     assert not torch.equal(flat_params(tmp_path), flat_params(initial))
 
 
+@pytest.fixture(scope="module")
+def adam_runs(ray_runtime, dataset, tmp_path_factory):
+    """20 full-batch Adam steps for a (workers, shards, transport), each run once per module;
+    returns (result, flat parameters). No shared-memory file may outlive a run."""
+    from ps.jobs.runner import run_job
+    from ps.spec import parse_spec
+    from workers import shm
+
+    cache = {}
+
+    def get(workers: int, shards: int, transport: str = "auto"):
+        key = (workers, shards, transport)
+        if key not in cache:
+            job = deterministic_spec(
+                dataset[0], {"name": "adam", "lr": 0.01}, workers, shards, max_steps=20
+            )
+            job["training"]["transport"] = transport
+            job_id = f"adam-{workers}-{shards}-{transport}"
+            out = tmp_path_factory.mktemp(job_id)
+            result = run_job(parse_spec(job), out, job_id=job_id)
+            assert shm.existing(shm.prefix(job_id)) == []  # no shared-memory file outlives it
+            cache[key] = (result, flat_params(out))
+        return cache[key]
+
+    return get
+
+
 @pytest.mark.parametrize(("workers", "shards"), [(2, 1), (1, 2), (2, 2)])
-def test_sync_workers_and_shards_give_the_same_parameters(
-    ray_runtime, dataset, tmp_path, workers, shards
-):
+def test_sync_workers_and_shards_give_the_same_parameters(adam_runs, workers, shards):
     """120 rows split 60/60: the average of two half-batch means is the full-batch mean."""
-    path = dataset[0]
-    cfg = {"name": "adam", "lr": 0.01}
-    single = run(deterministic_spec(path, cfg, max_steps=20), tmp_path / "single")
-    multi = run(
-        deterministic_spec(path, cfg, workers=workers, shards=shards, max_steps=20),
-        tmp_path / "multi",
-    )
-    assert single["steps"] == multi["steps"] == 20
-    torch.testing.assert_close(
-        flat_params(tmp_path / "multi"), flat_params(tmp_path / "single"), rtol=1e-5, atol=1e-6
-    )
+    single, single_params = adam_runs(1, 1)
+    multi, multi_params = adam_runs(workers, shards)
+    assert single.steps == multi.steps == 20
+    torch.testing.assert_close(multi_params, single_params, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(("workers", "shards"), [(1, 1), (2, 2)])
-def test_shared_memory_and_object_store_paths_give_identical_parameters(
-    ray_runtime, dataset, tmp_path, workers, shards
-):
-    from workers import shm
-
-    path = dataset[0]
-    runs = {}
-    for transport in ("auto", "object_store"):
-        job = deterministic_spec(
-            path, {"name": "adam", "lr": 0.01}, workers=workers, shards=shards, max_steps=20
-        )
-        job["training"]["transport"] = transport
-        job_id = f"transport-{transport}-{workers}-{shards}"
-        from ps.jobs.runner import run_job
-        from ps.spec import parse_spec
-
-        run_job(parse_spec(job), tmp_path / transport, job_id=job_id)
-        runs[transport] = flat_params(tmp_path / transport)
-        assert shm.existing(shm.prefix(job_id)) == []  # no shared-memory file outlives the job
-    assert torch.equal(runs["auto"], runs["object_store"])
+def test_shared_memory_and_object_store_paths_give_identical_parameters(adam_runs, workers, shards):
+    _, shared = adam_runs(workers, shards, "auto")
+    _, object_store = adam_runs(workers, shards, "object_store")
+    assert torch.equal(shared, object_store)

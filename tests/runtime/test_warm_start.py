@@ -15,9 +15,9 @@ def test_warm_start_continues_from_an_exported_model(ray_runtime, tmp_path):
         spec(model={"init_from": str(tmp_path / "first" / "model.pt")}, training={"max_steps": 0}),
         tmp_path / "again",
     )
-    assert again["steps"] == 0
+    assert again.steps == 0
     torch.testing.assert_close(flat_params(tmp_path / "again"), flat_params(tmp_path / "first"))
-    assert again["test_accuracy"] == pytest.approx(first["test_accuracy"])
+    assert again.test_accuracy == pytest.approx(first.test_accuracy)
 
 
 def test_warm_start_from_a_different_architecture_names_the_field(ray_runtime, tmp_path):

@@ -1,4 +1,5 @@
-"""A real training service (gRPC on a loopback port, SQLite, the shared Ray) for service tests."""
+"""A real training service (gRPC on a loopback port, SQLite, the shared Ray) for service tests,
+started by the same ``run_service`` that ``psctl serve`` calls."""
 
 from __future__ import annotations
 
@@ -7,13 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from ps.api.server import ServerConfig, run_server
 from ps.client import Client
-from ps.jobs.manager import JobManager, ManagerConfig
-from ps.jobs.store import JobStore
+from ps.jobs.manager import JobManager
 from ps.metrics import ServiceMetrics
+from ps.service import ServiceConfig, run_service
 
 TOKEN = "test-token-0123456789"
 
@@ -24,7 +23,8 @@ class Service:
     manager: JobManager
     storage: Path
     data_root: Path
-    metrics: ServiceMetrics | None = None
+    metrics: ServiceMetrics
+    metrics_url: str | None = None
 
     def client(self, token: str | None = TOKEN) -> Client:
         return Client(self.address, token=token)
@@ -34,25 +34,28 @@ class Service:
 def start_service(
     root: Path, max_queue: int = 100, token: str | None = TOKEN, metrics: bool = False
 ):
-    store = JobStore(root / "jobs.db")
-    data_root = root / "data"
-    data_root.mkdir(parents=True, exist_ok=True)
-    service_metrics = (
-        ServiceMetrics(CollectorRegistry(), store.count_by_state, 300) if metrics else None
+    """A service in ``root`` (store ``jobs.db``, data ``data/``, runs ``runs/``); with
+    ``metrics`` its /metrics endpoint on a free port."""
+    config = ServiceConfig(
+        storage=root / "runs",
+        host="127.0.0.1",
+        port=0,
+        metrics_port=0 if metrics else -1,
+        db=root / "jobs.db",
+        data_root=root / "data",
+        token=token,
+        max_queue=max_queue,
     )
-    manager = JobManager(
-        store,
-        ManagerConfig(storage=root / "runs", data_root=data_root, max_queue=max_queue),
-        service_metrics,
-    )
-    manager.start()
-    try:
-        config = ServerConfig(host="127.0.0.1", port=0, token=token)
-        with run_server(config, manager, service_metrics) as (_, port):
-            yield Service(f"127.0.0.1:{port}", manager, root / "runs", data_root, service_metrics)
-    finally:
-        manager.shutdown()
-        store.close()
+    with run_service(config) as running:
+        url = f"http://127.0.0.1:{running.metrics_port}/metrics" if metrics else None
+        yield Service(
+            running.address,
+            running.manager,
+            config.storage,
+            running.data_root,
+            running.metrics,
+            url,
+        )
 
 
 @pytest.fixture(scope="module")

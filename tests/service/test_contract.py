@@ -11,7 +11,7 @@ import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from pydantic import BaseModel
 
-from ps.api.convert import proto_to_spec_dict, spec_to_proto
+from ps.api.convert import proto_to_spec, spec_to_proto
 from ps.api.servicer import status_for
 from ps.errors import PSError, SpecError
 from ps.jobs.errors import (
@@ -139,14 +139,14 @@ FULL = {
         },
         "worker_resources": {"num_cpus": 0.5, "num_gpus": 0.25},
     },
-    "ps": {"shards": 3, "resources": {"num_cpus": 1, "num_gpus": 0}},
+    "ps": {"shards": 3, "resources": {"num_cpus": 1, "num_gpus": 0}, "max_params": 5000},
     "checkpoint": {"every_steps": 9, "keep": 4},
 }
 
 
 def test_a_spec_with_every_field_set_round_trips_through_proto():
     spec = parse_spec(FULL)
-    back = parse_spec(proto_to_spec_dict(spec_to_proto(spec)))
+    back = proto_to_spec(spec_to_proto(spec))
     assert back == spec
     for optimizer in (
         {"name": "adamw", "betas": [0.8, 0.9], "weight_decay": 0.1, "amsgrad": True},
@@ -155,7 +155,7 @@ def test_a_spec_with_every_field_set_round_trips_through_proto():
         {"name": "adadelta", "rho": 0.8},
     ):
         s = parse_spec({**FULL, "optimizer": optimizer})
-        assert parse_spec(proto_to_spec_dict(spec_to_proto(s))) == s
+        assert proto_to_spec(spec_to_proto(s)) == s
 
 
 def test_domain_errors_map_to_status_codes():

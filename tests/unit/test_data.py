@@ -7,7 +7,7 @@ import pytest
 
 from ps.errors import SpecError
 from ps.spec import DataSpec
-from workers.data import batches_per_epoch, epoch_batches, load_dataset, resolve_path, shard_bounds
+from workers.data import batches_per_epoch, epoch_batches, load_dataset, resolve_path, worker_rows
 
 
 def test_digits_split_sizes_and_standardization_uses_training_rows_only():
@@ -92,7 +92,7 @@ def test_minmax_and_synthetic_sources():
 
 
 def test_shards_are_disjoint_equal_and_cover_everything():
-    bounds = shard_bounds(1258, 3)
+    bounds = worker_rows(1258, 3)
     assert bounds[0][0] == 0 and bounds[-1][1] == 1258
     assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
     sizes = [hi - lo for lo, hi in bounds]

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from ps.server.gate import ClockGate
-from ps.server.plan import shard_plan
-from ps.server.shard import ShardCore
+from ps.server.shard import Push, ShardConfig, ShardCore
+from ps.server.slices import param_slices
 
 
 def test_plan_is_contiguous_and_balanced():
-    assert shard_plan(10, 3) == [(0, 4), (4, 7), (7, 10)]
-    assert shard_plan(5, 1) == [(0, 5)]
+    assert param_slices(10, 3) == [(0, 4), (4, 7), (7, 10)]
+    assert param_slices(5, 1) == [(0, 5)]
     with pytest.raises(ValueError, match="3 shards for only 2 parameters"):
-        shard_plan(2, 3)
+        param_slices(2, 3)
 
 
 def test_gate_bounds():
@@ -34,24 +34,25 @@ def test_gate_bounds():
 
 
 def core(mode="sync", workers=2, **kw):
-    return ShardCore(
-        0, np.zeros(4, np.float32), {"name": "sgd", "lr": 1.0}, {}, None, mode, workers, **kw
+    config = ShardConfig.make(
+        0, {"name": "sgd", "lr": 1.0}, offset=0, size=4, mode=mode, workers=workers, **kw
     )
+    return ShardCore(config, np.zeros(4, np.float32))
 
 
 def test_sync_averages_the_finite_gradients_of_a_step():
     c = core(workers=3)
-    assert c.push(0, 1, 0, 0, np.full(4, 3.0, np.float32)) == "accumulated"
+    assert c.push(Push(0, 1, 0, 0), np.full(4, 3.0, np.float32)) == "accumulated"
     bad = np.full(4, np.nan, np.float32)
-    assert c.push(1, 1, 0, 0, bad) == "rejected"
-    assert c.push(2, 1, 0, 0, np.full(4, 1.0, np.float32)) == "applied"
+    assert c.push(Push(1, 1, 0, 0), bad) == "rejected"
+    assert c.push(Push(2, 1, 0, 0), np.full(4, 1.0, np.float32)) == "applied"
     np.testing.assert_allclose(c.params.numpy(), -2.0)  # mean of 3 and 1, NaN left out
     assert c.version == 1 and c.rejected["non_finite"] == 1
 
 
 def test_a_step_whose_gradients_were_all_rejected_is_skipped():
     c = core(workers=1)
-    assert c.push(0, 1, 0, 0, np.full(4, np.inf, np.float32)) == "rejected"
+    assert c.push(Push(0, 1, 0, 0), np.full(4, np.inf, np.float32)) == "rejected"
     assert c.version == 0 and c.gate.min_clock == 1
     np.testing.assert_array_equal(c.params.numpy(), 0)
 
@@ -59,17 +60,17 @@ def test_a_step_whose_gradients_were_all_rejected_is_skipped():
 def test_max_version_stops_updates():
     c = core(mode="async", workers=1, max_version=2)
     for seq in (1, 2, 3):
-        c.push(0, seq, 0, 0, np.ones(4, np.float32))
+        c.push(Push(0, seq, 0, 0), np.ones(4, np.float32))
     assert c.version == 2 and c.stopped and c.rejected["stopped"] == 1
-    assert c.read() == {"stop": True, "version": 2}
+    assert c.read(3) == {"stop": True, "version": 2}
 
 
 def test_snapshots_and_checkpoints_are_captured_at_their_versions():
     c = core(mode="async", workers=1, snapshot_every=2, checkpoint_every=3)
     for seq in range(1, 7):
-        c.push(0, seq, seq - 1, seq - 1, np.ones(4, np.float32))
+        c.push(Push(0, seq, seq - 1, seq - 1), np.ones(4, np.float32))
     assert sorted(c.snapshots) == [2, 3, 4, 6]
-    assert "optimizer" in c.snapshots[3] and "optimizer" not in c.snapshots[2]
+    assert "state" in c.snapshots[3] and "state" not in c.snapshots[2]
     np.testing.assert_allclose(c.take_snapshot(4)["params"], -4.0)
     assert c.take_snapshot(4) is None
 
@@ -77,4 +78,17 @@ def test_snapshots_and_checkpoints_are_captured_at_their_versions():
 def test_overflowing_but_finite_gradients_are_accepted():
     c = core(mode="async", workers=1)
     big = np.full(4, 3e38, np.float32)  # the float32 sum overflows; every element is finite
-    assert c.push(0, 1, 0, 0, big) == "applied"
+    assert c.push(Push(0, 1, 0, 0), big) == "applied"
+
+
+def test_a_replayed_sync_step_reads_the_parameters_from_before_the_step():
+    """Worker 1 died after its push of step 1 reached this shard but not another: its
+    replacement pulls at clock 0 and must get the parameters step 1 started from."""
+    c = core(workers=2, shards=2)
+    c.push(Push(0, 1, 0, 0), np.full(4, 1.0, np.float32))
+    assert c.push(Push(1, 1, 0, 0), np.full(4, 3.0, np.float32)) == "applied"
+    replay = c.read(0)
+    np.testing.assert_array_equal(replay["params"], 0.0)
+    assert replay["version"] == 0 and replay["min_clock"] == 0
+    np.testing.assert_array_equal(c.read(1)["params"], -2.0)  # the others read the new ones
+    assert c.push(Push(1, 1, 0, 0), np.full(4, 3.0, np.float32)) == "duplicate"

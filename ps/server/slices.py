@@ -1,9 +1,9 @@
-"""How the flat parameter vector is split across parameter-server shards."""
+"""How the flat parameter vector is split into the shards' slices."""
 
 from __future__ import annotations
 
 
-def shard_plan(n_params: int, shards: int) -> list[tuple[int, int]]:
+def param_slices(n_params: int, shards: int) -> list[tuple[int, int]]:
     """Contiguous [lo, hi) slices, sizes differing by at most one float (balanced work and bytes).
 
     Raises:

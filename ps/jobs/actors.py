@@ -1,0 +1,224 @@
+"""A job's actors: create, name, replace and remove its shards and workers.
+
+Every actor of a job is named ``ps:<job_id>:<role>[:<i>]`` (tagged ``@<generation>`` after a
+restore and ``#<restart>`` for a replaced worker, since a dead actor's name is released late), so
+the job's actors can be found by name and a restarted supervisor can remove its predecessor's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from ps.jobs.plan import JobPlan
+from ps.server.shard import ParameterShard, ShardConfig
+from ps.server.slices import param_slices
+from ps.spec import JobSpec
+from workers import shm
+from workers.worker import Worker, WorkerConfig
+
+LEFTOVER_TIMEOUT_S = 30
+PING_TIMEOUT_S = 15
+
+
+def actor_name(job_id: str, role: str, index: int | None = None) -> str:
+    """The name of a job's actor (the supervisor's is ``ps:<job_id>:supervisor``)."""
+    return f"ps:{job_id}:{role}" + ("" if index is None else f":{index}")
+
+
+@dataclass
+class Generation:
+    """One set of shards and workers; replaced as a whole when a shard is lost.
+
+    Attributes:
+        number: 1 for the first set, +1 per restore.
+        shards / workers: actor handles, in slice and worker order.
+        start_step: the version the shards start at (0, or a checkpoint's).
+        start_clocks: the clock each worker resumes at.
+    """
+
+    number: int
+    shards: list
+    workers: list
+    start_step: int = 0
+    start_clocks: list[int] = field(default_factory=list)
+
+
+class JobActors:
+    """Creates and removes one job's actors.
+
+    Args:
+        job_id / spec / plan: the job.
+        n_inputs / n_outputs: the network's sizes.
+        train: object refs of the training split (features, targets), put once.
+        supervisor: the supervisor's handle (workers report to it).
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        spec: JobSpec,
+        plan: JobPlan,
+        n_params: int,
+        n_inputs: int,
+        n_outputs: int,
+        train: list,
+        supervisor: Any,
+    ) -> None:
+        self.job_id = job_id
+        self.spec = spec
+        self.plan = plan
+        self.param_slices = tuple(param_slices(n_params, spec.ps.shards))
+        self.n_inputs, self.n_outputs = n_inputs, n_outputs
+        self.train = train
+        self.supervisor = supervisor
+        self.generations = 0
+
+    def _name(self, role: str, index: int, number: int, restart: int = 0) -> str:
+        # Names must be unique while a dead actor's name is being released: tag generations.
+        return (
+            actor_name(self.job_id, role, index)
+            + ("" if number == 1 else f"@{number}")
+            + (f"#{restart}" if restart else "")
+        )
+
+    def spawn(self, initial: np.ndarray, saved: list[dict[str, Any]] | None) -> Generation:
+        """A new generation of shards (from checkpointed ``saved`` states, or ``initial``
+        parameters) and workers; returns without waiting for them to be up."""
+        self.generations += 1
+        number, t, ps = self.generations, self.spec.training, self.spec.ps
+        shards = [
+            ray.remote(ParameterShard)
+            .options(
+                name=self._name("shard", i, number),
+                num_cpus=ps.resources.num_cpus,
+                num_gpus=ps.resources.num_gpus,
+                max_concurrency=1000,
+            )
+            .remote(
+                self.shard_config(i),
+                initial[lo:hi],
+                saved[i] if saved else None,
+                max(1, int(ps.resources.num_cpus)),
+            )
+            for i, (lo, hi) in enumerate(self.param_slices)
+        ]
+        gen = Generation(number, shards, [])
+        gen.workers = [self.make_worker(gen, i) for i in range(t.workers)]
+        gen.start_step = int(saved[0]["version"]) if saved else 0
+        # A worker resumes after the last step every shard saw (the others drop the replay).
+        gen.start_clocks = [
+            min(int(s["last_seq"][i]) for s in saved) if saved else 0 for i in range(t.workers)
+        ]
+        return gen
+
+    def shard_config(self, index: int) -> ShardConfig:
+        lo, hi = self.param_slices[index]
+        spec, t = self.spec, self.spec.training
+        return ShardConfig.make(
+            index,
+            spec.optimizer,
+            spec.regularization,
+            total_steps=self.plan.total_steps,
+            offset=lo,
+            size=hi - lo,
+            mode=t.mode,
+            workers=t.workers,
+            staleness=t.staleness,
+            shards=len(self.param_slices),
+            max_version=self.plan.total_steps,
+            snapshot_every=self.plan.eval_every,
+            checkpoint_every=spec.checkpoint.every_steps,
+            divergence_threshold=t.divergence_threshold,
+        )
+
+    def make_worker(self, gen: Generation, i: int, restart: int = 0):
+        res = self.spec.training.worker_resources
+        config = WorkerConfig(
+            index=i,
+            spec=self.spec,
+            rows=self.plan.worker_rows[i],
+            n_inputs=self.n_inputs,
+            n_outputs=self.n_outputs,
+            param_slices=self.param_slices,
+            batches=self.plan.batches,
+            budget=self.plan.worker_budget,
+            job_id=self.job_id,
+        )
+        return (
+            ray.remote(Worker)
+            .options(
+                name=self._name("worker", i, gen.number, restart),
+                num_cpus=res.num_cpus,
+                num_gpus=res.num_gpus,
+            )
+            .remote(config, self.train, gen.shards, self.supervisor)
+        )
+
+    @staticmethod
+    async def ready(gen: Generation) -> None:
+        """Wait until every actor of ``gen`` is up (its constructor ran)."""
+        await asyncio.gather(*[a.ping.remote() for a in gen.shards + gen.workers])
+
+    @staticmethod
+    async def shards_alive(gen: Generation) -> bool:
+        try:
+            pings = asyncio.gather(*[s.ping.remote() for s in gen.shards])
+            await asyncio.wait_for(pings, PING_TIMEOUT_S)
+            return True
+        except Exception:  # noqa: BLE001 - dead, unreachable or hung: all mean "lost"
+            return False
+
+    @staticmethod
+    async def stop_shards(gen: Generation) -> None:
+        """Stop updates; waiting pulls and snapshot waits return (dead shards are ignored)."""
+        await asyncio.gather(*[s.stop.remote() for s in gen.shards], return_exceptions=True)
+
+    @staticmethod
+    def kill(gen: Generation | None) -> None:
+        if gen is None:
+            return
+        for actor in gen.workers + gen.shards:
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+
+    async def kill_leftovers(self) -> None:
+        """Kill actors of an earlier incarnation of this job (its supervisor died; they may not
+        have yet), so that they neither hold names nor train alongside the new ones."""
+        prefix = actor_name(self.job_id, "")
+
+        def leftovers() -> list[str]:
+            return [
+                n
+                for n in ray.util.list_named_actors()
+                if n.startswith(prefix) and not n.endswith(":supervisor")
+            ]
+
+        for name in leftovers():
+            with contextlib.suppress(Exception):
+                ray.kill(ray.get_actor(name), no_restart=True)
+        deadline = time.monotonic() + LEFTOVER_TIMEOUT_S
+        while leftovers() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await self.cleanup_shm()
+
+    async def cleanup_shm(self) -> None:
+        """Remove this job's shared-memory buffers on every node (killed workers leave theirs)."""
+        unlink = ray.remote(num_cpus=0)(shm.unlink_prefix)
+        refs = [
+            unlink.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+            ).remote(shm.prefix(self.job_id))
+            for n in ray.nodes()
+            if n["Alive"]
+        ]
+        # A node that is going away has nothing left to clean: its failure is not the job's.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*refs, return_exceptions=True), 60)

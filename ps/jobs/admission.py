@@ -1,0 +1,183 @@
+"""Admission: everything a job is checked against before its first actor exists, in one place.
+
+- :func:`confine_paths`, the one path rule: data files and ``init_from`` models resolve inside the
+  service's data root (no ``..`` escapes), or against the caller's directory for ``psctl run``;
+- :func:`admit`, the cheap checks a submission gets: the data's headers (never a whole file in the
+  RPC handler), the model's shapes and size from the spec (built on the ``meta`` device, nothing
+  allocated), the warm-start model's shapes, the step plan;
+- :func:`required_resources` and :func:`check_fits`, the single fit check against the cluster
+  (CPUs, GPUs, and an estimate of the memory the job's actors need);
+- :func:`prepare`, the full data load and the seeded initial network (run once, by the job's
+  supervisor).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ps.errors import SpecError
+from ps.jobs.errors import ResourceError
+from ps.jobs.plan import JobPlan
+from ps.optim import state_buffers
+from ps.spec import JobSpec
+from workers.data import DataInfo, Dataset, inspect_data, load_dataset, resolve_path, split_sizes
+from workers.models import build_network, network_shapes, read_export
+
+FLOAT_BYTES = 4
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A job that passed the checks: its spec with resolved paths, and what it will need.
+
+    Attributes:
+        spec: the spec with ``data.source`` and ``model.init_from`` made absolute.
+        data: what the cheap look at the data found.
+        n_params: the model's parameter count.
+        resources: what the job's actors reserve on the cluster (``CPU``, ``GPU``).
+        memory_bytes: an estimate of the memory its actors need in all.
+    """
+
+    spec: JobSpec
+    data: DataInfo
+    n_params: int
+    resources: dict[str, float]
+    memory_bytes: int
+
+
+def confine_paths(spec: JobSpec, root: Path | None, base: Path | None = None) -> JobSpec:
+    """The spec with its file paths absolute: inside ``root`` (the service's data root), or,
+    without a root, relative paths taken against ``base`` (``psctl run``: the current directory).
+
+    Raises:
+        SpecError: a path outside the root, missing, or unusable (too long, a NUL byte).
+    """
+    base = base or Path.cwd()
+
+    def resolve(path: str, field: str) -> str:
+        if root is None and not Path(path).is_absolute():
+            path = str(base / path)
+        return str(resolve_path(path, root, field))
+
+    data, model = spec.data, spec.model
+    if data.is_file:
+        data = data.model_copy(update={"source": resolve(data.source, "data.source")})
+    if model.init_from:
+        model = model.model_copy(update={"init_from": resolve(model.init_from, "model.init_from")})
+    return spec.model_copy(update={"data": data, "model": model})
+
+
+def admit(spec: JobSpec, root: Path | None = None, base: Path | None = None) -> Admission:
+    """Every check that needs neither the whole data nor the cluster.
+
+    Raises:
+        SpecError: naming the key path: bad paths or data headers, a model that does not fit
+            the data or is larger than ``ps.max_params``, data too small for the workers.
+    """
+    spec = confine_paths(spec, root, base)
+    data = inspect_data(spec.data, spec.model.loss, None)
+    if data.rows is not None:
+        JobPlan.make(spec, split_sizes(data.rows, spec.data)[0])
+    outputs = data.outputs if data.outputs is not None else spec.model.layers[-1].units
+    shapes = network_shapes(spec.model, data.features, outputs)
+    n_params = sum(math.prod(shape) for shape in shapes.values())
+    if n_params > spec.ps.max_params:
+        raise SpecError(
+            "model.layers",
+            f"the model has {n_params:,} parameters (≈{_gib(n_params * FLOAT_BYTES)} as float32), "
+            f"more than ps.max_params = {spec.ps.max_params:,}",
+        )
+    if spec.ps.shards > n_params:
+        raise SpecError(
+            "ps.shards", f"{spec.ps.shards} shards for only {n_params} parameters (at most that)"
+        )
+    if spec.model.init_from:
+        _check_warm_start(spec.model.init_from, shapes)
+    return Admission(
+        spec, data, n_params, required_resources(spec), memory_estimate(spec, n_params, data)
+    )
+
+
+def _check_warm_start(path: str, shapes: dict[str, torch.Size]) -> None:
+    try:
+        saved = {k: v.shape for k, v in read_export(path)["state_dict"].items()}
+    except (ValueError, KeyError, AttributeError) as exc:
+        raise SpecError("model.init_from", f"cannot warm-start: {exc}") from None
+    if saved != shapes:
+        raise SpecError(
+            "model.init_from",
+            f"cannot warm-start from {Path(path).name}: its shapes "
+            f"{_describe_shapes(saved)} differ from this model's {_describe_shapes(shapes)}",
+        )
+
+
+def _describe_shapes(shapes: dict[str, torch.Size]) -> str:
+    text = ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items())
+    return text if len(text) < 300 else text[:300] + "…"
+
+
+def required_resources(spec: JobSpec) -> dict[str, float]:
+    """What a job's actors ask Ray for in total (the supervisor asks for nothing)."""
+    t, p = spec.training, spec.ps
+    return {
+        "CPU": t.workers * t.worker_resources.num_cpus + p.shards * p.resources.num_cpus,
+        "GPU": t.workers * t.worker_resources.num_gpus + p.shards * p.resources.num_gpus,
+    }
+
+
+def memory_estimate(spec: JobSpec, n_params: int, data: DataInfo) -> int:
+    """Bytes the job's processes need, roughly: each shard keeps its slice, the optimizer's state
+    buffers, a gradient buffer, a sync accumulator and a scratch buffer; each worker its
+    parameters, gradients and about as much again for activations; the supervisor a copy of the
+    parameters; the data is held by the supervisor, once in the object store and once by the
+    workers together."""
+    buffers = state_buffers(spec.optimizer)
+    per_param = (1 + buffers + 3) + 3 * spec.training.workers + 2
+    data_bytes = 3 * (data.nbytes or 0)
+    return n_params * FLOAT_BYTES * per_param + data_bytes
+
+
+def check_fits(admission: Admission, cluster: dict[str, float]) -> None:
+    """Raise :class:`ResourceError` if the job can never fit on ``cluster`` (its totals)."""
+    for kind, need in admission.resources.items():
+        have = cluster.get(kind, 0.0)
+        if need > have:
+            raise ResourceError(
+                f"the job needs {need:g} {kind} (training.workers × worker_resources + ps.shards "
+                f"× ps.resources) but the Ray cluster has {have:g}"
+            )
+    memory = cluster.get("memory")
+    if memory is not None and admission.memory_bytes > memory:
+        raise ResourceError(
+            f"the job needs about {_gib(admission.memory_bytes)} of memory ({admission.n_params:,} "
+            f"parameters on {admission.spec.ps.shards} shard(s) and "
+            f"{admission.spec.training.workers} worker(s), plus the data) but the Ray cluster has "
+            f"{_gib(memory)}"
+        )
+
+
+def prepare(spec: JobSpec) -> tuple[Dataset, torch.nn.Sequential]:
+    """Load the data (paths already confined) and build the seeded initial network.
+
+    Raises:
+        SpecError: problems only the full data shows (values, labels), a warm-start model that
+            does not load.
+    """
+    data = load_dataset(spec.data, spec.model.loss, spec.seed, None)
+    torch.manual_seed(spec.seed)
+    net = build_network(spec.model, data.n_features, data.n_outputs)
+    if spec.model.init_from:
+        try:
+            net.load_state_dict(read_export(spec.model.init_from)["state_dict"])
+        except (ValueError, RuntimeError, KeyError) as exc:
+            raise SpecError("model.init_from", f"cannot warm-start: {exc}") from None
+    JobPlan.make(spec, len(data.x_train))
+    return data, net
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:,.1f} GiB" if nbytes >= 2**28 else f"{nbytes / 2**20:,.1f} MiB"

@@ -1,0 +1,137 @@
+"""A job's run directory: spec.yaml, metrics.jsonl, checkpoints/, result.json, curves.png.
+
+The history in ``metrics.jsonl`` always describes the training that produced the current
+parameters: after a restore (or a resume) from the checkpoint at step S, whatever was recorded
+after S is dropped, so no evaluation appears twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+from ps.jobs.events import HISTORY_KINDS, Event, JobResult
+from ps.plot import plot_curves
+from ps.server.checkpoint import latest_checkpoint, read_checkpoint, write_checkpoint
+from ps.spec import JobSpec
+
+
+def preload_plotting() -> None:
+    """Import matplotlib in a background thread (half a second that need not be waited for)."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot  # noqa: F401
+
+    threading.Thread(target=load, name="preload-matplotlib", daemon=True).start()
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("-")[1])
+
+
+class RunDirectory:
+    """Everything a job writes, in one directory.
+
+    Args:
+        path: the run directory (created).
+        spec: the job's spec (written as ``spec.yaml``).
+    """
+
+    def __init__(self, path: Path, spec: JobSpec) -> None:
+        self.path = Path(path)
+        self.spec = spec
+        self.checkpoints = self.path / "checkpoints"
+        self._history: IO[str] | None = None
+
+    def open(self, resume: bool) -> Path | None:
+        """Start writing: a fresh run clears an earlier run's output; a resumed one continues
+        from its newest complete checkpoint (returned) with the history up to it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "spec.yaml").write_text(self.spec.to_yaml())
+        checkpoint = latest_checkpoint(self.checkpoints) if resume else None
+        if not resume:
+            shutil.rmtree(self.checkpoints, ignore_errors=True)
+        self.rewind(checkpoint_step(checkpoint) if checkpoint else None)
+        return checkpoint
+
+    def rewind(self, step: int | None) -> list[dict[str, Any]]:
+        """Keep the history up to ``step`` (None: nothing) and continue after it; returns the
+        evaluations kept."""
+        path = self.path / "metrics.jsonl"
+        kept: list[str] = []
+        if step is not None and path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:  # a line cut short by a crash
+                    continue
+                if event.get("step", 0) <= step or event.get("type") == "restore":
+                    kept.append(line)
+        self.close()
+        self._history = path.open("w")
+        for line in kept:
+            self._history.write(line + "\n")
+        self._history.flush()
+        evaluations = [json.loads(line) for line in kept]
+        return [e for e in evaluations if e.get("type") == "evaluation"]
+
+    def record(self, event: Event) -> None:
+        """Append ``event`` to metrics.jsonl if it belongs to the history."""
+        if self._history is not None and isinstance(event, HISTORY_KINDS):
+            self._history.write(event.to_json() + "\n")
+            self._history.flush()
+
+    def close(self) -> None:
+        if self._history is not None:
+            self._history.close()
+            self._history = None
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def write_checkpoint(
+        self, version: int, shard_states: list[dict[str, Any]], meta: dict[str, Any], best: Any
+    ) -> float:
+        """Write one whole-job checkpoint atomically; returns the seconds it took."""
+        t0 = time.perf_counter()
+        extra = {"best.pt": {"params": torch.as_tensor(best)}} if best is not None else {}
+        write_checkpoint(
+            self.checkpoints, version, shard_states, meta, self.spec.checkpoint.keep, extra
+        )
+        return time.perf_counter() - t0
+
+    def latest_checkpoint(self) -> Path | None:
+        return latest_checkpoint(self.checkpoints)
+
+    @staticmethod
+    def read_checkpoint(checkpoint: Path) -> tuple[dict[str, Any], list[dict[str, Any]], Any]:
+        """(meta, shard states, best parameters or None) of a checkpoint directory."""
+        meta, states = read_checkpoint(checkpoint)
+        best = None
+        if meta.get("best_step") is not None and (checkpoint / "best.pt").is_file():
+            best = torch.load(checkpoint / "best.pt", weights_only=True)["params"].numpy()
+        return meta, states, best
+
+    # -- the end -----------------------------------------------------------------------------
+    def write_result(self, result: JobResult) -> JobResult:
+        """Write result.json, then curves.png (a plotting problem is noted, never fatal)."""
+        if self._history is not None:
+            self._history.flush()
+        path = self.path / "result.json"
+        path.write_text(json.dumps(result.to_dict(), indent=2, default=str))
+        try:
+            plot_curves(self.path, self.path / "curves.png")
+        except Exception as exc:  # noqa: BLE001 - a plotting problem must not fail a trained job
+            result = dataclasses.replace(result, curves_error=str(exc))
+            path.write_text(json.dumps(result.to_dict(), indent=2, default=str))
+        return result
