@@ -67,7 +67,7 @@ def plain_loop(batch: int, threads: int, steps: int) -> float:
     spec = parse_spec(job(1, "sync", steps))
     data = load_dataset(spec.data, "cross_entropy", 0)
     torch.manual_seed(0)
-    net = build_network(spec.model, data.n_features, data.n_outputs)
+    net = build_network(spec.model, data.inputs, data.n_outputs)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     t0 = None

@@ -52,7 +52,7 @@ def plain(target: float) -> tuple[float, int]:
     spec = parse_spec(SPEC)
     data = load_dataset(spec.data, "cross_entropy", 0)
     torch.manual_seed(0)
-    net = build_network(spec.model, data.n_features, data.n_outputs)
+    net = build_network(spec.model, data.inputs, data.n_outputs)
     opt = torch.optim.Adam(net.parameters(), lr=0.003)
     x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     t0, step = time.perf_counter(), 0

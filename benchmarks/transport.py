@@ -49,7 +49,9 @@ class BenchWorker:
         self.grad = torch.full((n,), 1e-3)  # the naive baseline's gradient
 
     def ours(self, shards: list, plan: list, reps: int, transport: str) -> list[float]:
-        client = ShardClient(0, shards, plan, self.params.numel(), "bench", transport)
+        client = ShardClient(
+            0, shards, plan, self.params.numel(), job_id="bench", transport=transport
+        )
         client.grads.fill_(1e-3)
         times = []
         try:

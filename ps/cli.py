@@ -206,6 +206,9 @@ def serve(
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
     max_queue: Annotated[int, typer.Option(help="queued jobs beyond this are refused")] = 100,
+    allow_user_code: Annotated[
+        bool, typer.Option(help="accept jobs with their own code (it runs in their actors)")
+    ] = False,
 ) -> None:
     """Run the training service until SIGINT/SIGTERM."""
     import os
@@ -228,6 +231,7 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
             max_queue=max_queue,
+            allow_user_code=allow_user_code,
         )
         _serve_until_stopped(config, ray_address)
     except PSError as exc:
@@ -248,8 +252,9 @@ def _serve_until_stopped(config, ray_address: str | None) -> None:
             signal.signal(sig, lambda *_: stop.set())
         scheme = "TLS" if config.tls_cert else "plaintext"
         auth = "token auth" if config.token else "no auth (loopback only)"
+        code = "user code allowed" if config.allow_user_code else "no user code"
         print(
-            f"psctl serve: listening on {service.address} ({scheme}, {auth}); "
+            f"psctl serve: listening on {service.address} ({scheme}, {auth}, {code}); "
             f"storage {config.storage}",
             flush=True,
         )
@@ -284,9 +289,8 @@ def _grpc_fail(exc: Exception) -> None:
 
     if isinstance(exc, grpc.RpcError):
         console.print(f"[red]{exc.code().name}[/red]: {exc.details()}")
-        raise typer.Exit(
-            EXIT_SPEC if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else EXIT_FAILED
-        )
+        refused = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED)
+        raise typer.Exit(EXIT_SPEC if exc.code() in refused else EXIT_FAILED)
     if isinstance(exc, PSError):
         _fail(exc)
     raise exc
@@ -463,15 +467,21 @@ def delete(
 @app.command()
 def export(
     job_id: str,
-    output: Annotated[Path, typer.Option("--output", "-o", help="where to write model.pt")] = Path(
-        "model.pt"
-    ),
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write")] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="pt (for load_model) or pt2 (a torch.export program, torch only)"
+        ),
+    ] = "pt",
     server: ServerOpt = None,
     token: TokenOpt = None,
     tls_ca: CaOpt = None,
 ) -> None:
-    """Download a succeeded job's model (load it with workers.models.load_model)."""
-    path = _with_client(server, token, tls_ca, lambda client: client.export(job_id, output))
+    """Download a succeeded job's model: model.pt (workers.models.load_model) or model.pt2
+    (torch.export.load(path).module(), no code of ours needed)."""
+    target = output or Path(f"model.{fmt}")
+    path = _with_client(server, token, tls_ca, lambda client: client.export(job_id, target, fmt))
     Console().print(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from ps.api.convert import spec_to_proto, state_to_proto
+from ps.jobs.usercode import pack_code
 from ps.spec import JobSpec, load_spec, parse_spec
 from ps.v1 import training_pb2 as pb
 from ps.v1 import training_pb2_grpc
@@ -63,11 +64,15 @@ class Client:
     def submit(
         self, spec: str | Path | dict[str, Any] | JobSpec, job_id: str | None = None
     ) -> pb.Job:
-        """Submit a spec (a file path, plain data or a JobSpec); validated locally first."""
+        """Submit a spec (a file path, plain data or a JobSpec); validated locally first. A
+        ``model.code`` directory (relative to the current directory) travels with it."""
         if isinstance(spec, str | Path):
             spec = load_spec(spec)
-        msg = spec_to_proto(parse_spec(spec))  # a JobSpec passes through unparsed
-        request = pb.SubmitJobRequest(spec=msg, job_id=job_id or "")
+        spec = parse_spec(spec)  # a JobSpec passes through unparsed
+        archive = pack_code(spec.model.code) if spec.model.code else b""
+        request = pb.SubmitJobRequest(
+            spec=spec_to_proto(spec), job_id=job_id or "", code_archive=archive
+        )
         return self.stub.SubmitJob(request, metadata=self._metadata, timeout=self.timeout).job
 
     def get(self, job_id: str) -> pb.Job:
@@ -110,13 +115,14 @@ class Client:
         for reply in self.stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=self._metadata):
             yield reply.event
 
-    def export(self, job_id: str, path: str | Path) -> Path:
-        """Download a succeeded job's model.pt to ``path`` (written atomically)."""
+    def export(self, job_id: str, path: str | Path, fmt: str = "pt") -> Path:
+        """Download a succeeded job's model to ``path`` (written atomically): ``pt`` (model.pt,
+        for ``workers.models.load_model``) or ``pt2`` (a torch.export program)."""
         path = Path(path)
         tmp = path.with_name(path.name + ".part")
         with tmp.open("wb") as f:
             for reply in self.stub.ExportModel(
-                pb.ExportModelRequest(job_id=job_id), metadata=self._metadata
+                pb.ExportModelRequest(job_id=job_id, format=fmt), metadata=self._metadata
             ):
                 f.write(reply.chunk)
         tmp.replace(path)

@@ -20,6 +20,9 @@ class SpecError(PSError, ValueError):
         self.message = message
         super().__init__(f"{path}: {message}" if path else message)
 
+    def __reduce__(self):  # crosses process boundaries (Ray tasks and actors) intact
+        return (type(self), (self.path, self.message), self.__dict__)
+
 
 def clip(value: object, limit: int = 120) -> str:
     """``repr(value)`` cut to about ``limit`` characters, for echoing user input in messages.

@@ -50,6 +50,7 @@ SUBMISSION_OUTCOMES = (
     "too_large",
     "queue_full",
     "unavailable",
+    "forbidden",
     "error",
 )
 REJECT_REASONS = ("non_finite", "duplicate", "stopped")

@@ -30,6 +30,7 @@ class ServiceConfig:
         data_root: data files and ``init_from`` models must be inside it (default
             ``storage/data``).
         metrics_port: the Prometheus port on ``host`` (0: any free port; -1: no endpoint).
+        allow_user_code: accept jobs that run their own code (in their actors, never here).
     """
 
     storage: Path
@@ -43,6 +44,7 @@ class ServiceConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     max_queue: int = 100
+    allow_user_code: bool = False
 
 
 @dataclass
@@ -74,7 +76,12 @@ def run_service(config: ServiceConfig) -> Iterator[RunningService]:
     metrics = ServiceMetrics(CollectorRegistry(), store.count_by_state, config.metrics_retention)
     manager = JobManager(
         store,
-        ManagerConfig(storage=storage, data_root=data_root, max_queue=config.max_queue),
+        ManagerConfig(
+            storage=storage,
+            data_root=data_root,
+            max_queue=config.max_queue,
+            allow_user_code=config.allow_user_code,
+        ),
         metrics,
     )
     server = ServerConfig(

@@ -6,6 +6,7 @@ job sees exactly the same splits, shards and batch order.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,15 +14,18 @@ import numpy as np
 
 from ps.errors import SpecError, clip
 from ps.spec import DataSpec
+from workers.layers import Input
 
 
 @dataclass
 class Dataset:
     """A loaded, split and normalized dataset.
 
-    ``x_*`` are float32 (n, features); ``y_*`` are int64 class indices (cross_entropy), float32
-    0/1 (bce) or float32 (n, targets) (mse). ``shift``/``scale`` are the training statistics the
-    features were normalized with; ``classes`` the original labels of the class indices.
+    ``x_*`` are float32 samples of the layout's shape — a table ``(n, features)``, images
+    ``(n, channels, height, width)``, sequences ``(n, steps, features)`` — or int64 tokens
+    ``(n, steps)``; ``y_*`` are int64 class indices (cross_entropy), float32 0/1 (bce) or
+    float32 (n, targets) (mse). ``shift``/``scale`` are the training statistics the features were
+    normalized with (None for tokens); ``classes`` the original labels of the class indices.
     """
 
     x_train: np.ndarray
@@ -30,14 +34,15 @@ class Dataset:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    shift: np.ndarray
-    scale: np.ndarray
+    shift: np.ndarray | None
+    scale: np.ndarray | None
     loss: str
     classes: list = field(default_factory=list)
 
     @property
-    def n_features(self) -> int:
-        return self.x_train.shape[1]
+    def inputs(self) -> Input:
+        """The per-sample shape the model takes."""
+        return Input(tuple(self.x_train.shape[1:]), self.x_train.dtype.kind in "iu")
 
     @property
     def n_outputs(self) -> int:
@@ -76,22 +81,30 @@ class DataInfo:
 
     Attributes:
         rows: samples in the source, or None where the format does not say (csv).
-        features: input features per sample.
+        inputs: the per-sample shape the model takes (and whether it is integer tokens).
         outputs: units of the model's last layer for the spec's loss, or None where only the
             full load can tell (a csv target column).
     """
 
     rows: int | None
-    features: int
+    inputs: Input
     outputs: int | None
 
     @property
     def nbytes(self) -> int | None:
-        """Size of the features in memory as float32, where the row count is known."""
-        return None if self.rows is None else self.rows * self.features * 4
+        """Size of the inputs in memory, where the row count is known."""
+        if self.rows is None:
+            return None
+        return self.rows * math.prod(self.inputs.shape) * (8 if self.inputs.tokens else 4)
 
 
-DIGITS_ROWS, DIGITS_FEATURES, DIGITS_CLASSES = 1797, 64, 10
+DIGITS_ROWS, DIGITS_SIDE, DIGITS_CLASSES = 1797, 8, 10
+DEFAULT_LAYOUT = {"digits": "table", "synthetic-adding": "sequence"}
+
+
+def layout_of(spec: DataSpec) -> str | None:
+    """The spec's layout, or its source's default (None: by the samples' rank)."""
+    return spec.layout or DEFAULT_LAYOUT.get(spec.source)
 
 
 def inspect_data(spec: DataSpec, loss: str, root: Path | None = None) -> DataInfo:
@@ -101,27 +114,56 @@ def inspect_data(spec: DataSpec, loss: str, root: Path | None = None) -> DataInf
 
     Raises:
         SpecError: a missing or unreadable file, missing arrays or columns, non-numeric features,
-            targets that do not fit the loss.
+            targets that do not fit the loss, a layout the data cannot have.
     """
     if spec.source == "digits":
-        return DataInfo(DIGITS_ROWS, DIGITS_FEATURES, _outputs_for_classes(DIGITS_CLASSES, loss))
+        shape = arrange_shape((DIGITS_SIDE, DIGITS_SIDE), False, layout_of(spec), "digits")
+        return DataInfo(DIGITS_ROWS, shape, _outputs_for_classes(DIGITS_CLASSES, loss))
     if spec.source == "synthetic-classification":
-        return DataInfo(spec.n_samples, spec.n_features, _outputs_for_classes(spec.n_classes, loss))
-    if spec.source == "synthetic-regression":
-        return DataInfo(spec.n_samples, spec.n_features, 1 if loss == "mse" else None)
+        inputs = Input((spec.n_features,))
+        return DataInfo(spec.n_samples, inputs, _outputs_for_classes(spec.n_classes, loss))
+    if spec.source in ("synthetic-regression", "synthetic-adding"):
+        shape = (spec.n_features,) if spec.source == "synthetic-regression" else None
+        inputs = Input(shape or (spec.sequence_length, 2))
+        return DataInfo(spec.n_samples, inputs, 1 if loss == "mse" else None)
     path = resolve_path(spec.source, root)
     if path.suffix.lower() == ".npz":
-        return _inspect_npz(path, loss)
+        return _inspect_npz(path, loss, spec.layout)
     schema, rows = _schema(path)
     features = _feature_columns(schema, spec.target, path)
     outputs = None
     if rows is not None:  # parquet: reading one column is cheap
         y = _read_table(path, [spec.target]).column(spec.target).to_numpy(zero_copy_only=False)
         outputs = _outputs(y, loss)
-    return DataInfo(rows, len(features), outputs)
+    return DataInfo(rows, Input((len(features),)), outputs)
 
 
-def _inspect_npz(path: Path, loss: str) -> DataInfo:
+def arrange_shape(sample: tuple[int, ...], integers: bool, layout: str | None, name: str) -> Input:
+    """The per-sample shape of raw samples of shape ``sample`` in ``layout`` (None: a table for
+    rank 1, an image for ranks 2 and 3).
+
+    Raises:
+        SpecError: a layout the samples cannot have.
+    """
+    rank = len(sample)
+    layout = layout or ("table" if rank == 1 else "image")
+    if layout == "image" and rank in (2, 3):
+        return Input(sample if rank == 3 else (1, *sample))
+    if layout == "sequence" and rank == 1:
+        return Input(sample, tokens=True) if integers else Input((*sample, 1))
+    if layout == "sequence" and rank == 2:
+        return Input(sample)
+    if layout == "table":
+        return Input((math.prod(sample),))
+    raise SpecError(
+        "data.layout",
+        f"{name}: samples of shape {sample} cannot be a {layout} (a table is (features,), an "
+        "image (height, width) or (channels, height, width), a sequence (steps,) of integer "
+        "tokens or (steps, features))",
+    )
+
+
+def _inspect_npz(path: Path, loss: str, layout: str | None) -> DataInfo:
     import zipfile
 
     try:
@@ -138,16 +180,17 @@ def _inspect_npz(path: Path, loss: str) -> DataInfo:
             y = np.asarray(z["y"])
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise SpecError("data.source", f"cannot read {path.name}: {_first_line(exc)}") from None
-    if len(shape) != 2 or dtype.kind not in "biuf":
+    if not 2 <= len(shape) <= 4 or dtype.kind not in "biuf":
         raise SpecError(
             "data.source",
-            f"{path.name}: X must be a numeric (n, features) array, got {dtype} {shape}",
+            f"{path.name}: X must be a numeric array of rank 2 to 4, got {dtype} {shape}",
         )
     if len(y) != shape[0]:
         raise SpecError(
             "data.source", f"{path.name}: X has {shape[0]} rows but y has {len(y)} values"
         )
-    return DataInfo(int(shape[0]), int(shape[1]), _outputs(y, loss))
+    inputs = arrange_shape(tuple(shape[1:]), dtype.kind in "iu", layout, path.name)
+    return DataInfo(int(shape[0]), inputs, _outputs(y, loss))
 
 
 def _outputs_for_classes(classes: int, loss: str) -> int | None:
@@ -248,7 +291,9 @@ def _raw(spec: DataSpec, seed: int, root: Path | None) -> tuple[np.ndarray, np.n
         from sklearn.datasets import load_digits
 
         d = load_digits()
-        return d.data, d.target
+        return d.data.reshape(-1, DIGITS_SIDE, DIGITS_SIDE), d.target
+    if spec.source == "synthetic-adding":
+        return adding_problem(spec.n_samples, spec.sequence_length, seed)
     if spec.source == "synthetic-classification":
         from sklearn.datasets import make_classification
 
@@ -314,22 +359,41 @@ def split_sizes(n: int, spec: DataSpec) -> tuple[int, int, int]:
     return n_train, n_val, n_test
 
 
+def adding_problem(n: int, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The adding problem (Hochreiter & Schmidhuber, 1997): each sample is ``steps`` pairs
+    (a value uniform in [0, 1), a marker); two markers are 1; the target is the sum of the two
+    marked values. A network must remember two values over up to ``steps`` steps."""
+    rng = np.random.default_rng([seed, 1997])
+    values = rng.random((n, steps), dtype=np.float32)
+    order = rng.random((n, steps)).argsort(axis=1)[:, :2]  # two distinct steps per sample
+    markers = np.zeros((n, steps), np.float32)
+    np.put_along_axis(markers, order, 1.0, axis=1)
+    return np.stack([values, markers], axis=-1), (values * markers).sum(axis=1)
+
+
 def load_dataset(spec: DataSpec, loss: str, seed: int, root: Path | None = None) -> Dataset:
-    """Load, split and normalize the data a spec describes.
+    """Load, arrange (layout), split and normalize the data a spec describes.
 
     Raises:
-        SpecError: missing file, missing column, non-numeric data, targets that do not fit the loss.
+        SpecError: missing file, missing column, non-numeric data, targets that do not fit the
+            loss, a layout the data cannot have.
     """
     x, y = _raw(spec, seed, root)
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 2 or len(x) != len(y):
+    x = np.asarray(x)
+    if x.ndim < 2 or len(x) != len(y):
         raise SpecError(
-            "data.source", f"X must be (n, features) with one y per row; got {x.shape}, {len(y)}"
+            "data.source", f"X must be (n, ...) with one y per sample; got {x.shape}, {len(y)}"
         )
-    if not np.isfinite(x).all():
+    inputs = arrange_shape(x.shape[1:], x.dtype.kind in "iu", layout_of(spec), spec.source)
+    x = x.reshape(len(x), *inputs.shape).astype(np.int64 if inputs.tokens else np.float32)
+    if inputs.tokens and x.size and x.min() < 0:
+        raise SpecError("data.source", "token ids must be >= 0")
+    if not inputs.tokens and not np.isfinite(x).all():
         raise SpecError("data.source", "features contain NaN or infinite values")
     y, classes = _targets(np.asarray(y), loss)
     tr, va, te = split_indices(len(x), spec, seed)
+    if inputs.tokens:
+        return Dataset(x[tr], y[tr], x[va], y[va], x[te], y[te], None, None, loss, classes)
     shift, scale = _statistics(x[tr], spec.normalize)
     norm = lambda a: ((a - shift) / scale).astype(np.float32)  # noqa: E731
     return Dataset(
@@ -338,16 +402,20 @@ def load_dataset(spec: DataSpec, loss: str, seed: int, root: Path | None = None)
 
 
 def _statistics(x: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
-    features = x.shape[1]
+    """Per-feature (tables, sequences: the last axis) or per-channel (images: axis 1) shift and
+    scale, shaped to broadcast against one sample."""
+    axes = (0, 2, 3) if x.ndim == 4 else tuple(range(x.ndim - 1))
     if how == "none":
-        return np.zeros(features, np.float32), np.ones(features, np.float32)
-    if how == "standard":
-        shift, scale = x.mean(0), x.std(0)
+        shift, scale = np.zeros_like(x.mean(axes, keepdims=True)), None
+        scale = np.ones_like(shift)
+    elif how == "standard":
+        shift, scale = x.mean(axes, keepdims=True), x.std(axes, keepdims=True)
     else:
-        shift, scale = x.min(0), x.max(0) - x.min(0)
+        low, high = x.min(axes, keepdims=True), x.max(axes, keepdims=True)
+        shift, scale = low, high - low
     # Constant features (digits has a few always-zero pixels) are centred, not divided by 0.
     scale = np.where(scale > 1e-12, scale, 1.0)
-    return shift.astype(np.float32), scale.astype(np.float32)
+    return shift[0].astype(np.float32), scale[0].astype(np.float32)
 
 
 def worker_rows(n: int, workers: int) -> list[tuple[int, int]]:

@@ -1,12 +1,17 @@
-"""Layer specs to ``torch.nn.Module``; activations; initializers; export and ``load_model``.
+"""Models from the spec — a sequence of layers or the user's own ``nn.Module`` — and their exports.
 
 An exported ``model.pt`` holds the architecture (the spec's ``model:`` section and the input and
-output sizes), the weights and the input normalization in one file, so :func:`load_model`
-rebuilds a module that takes raw features with no other file.
+output shapes), the weights and buffers, and the input normalization, so :func:`load_model`
+rebuilds a module that takes raw features with no other file (a user module's code must be
+importable). ``model.pt2`` (:func:`export_program`) is a ``torch.export`` program of the same
+model that needs nothing but PyTorch.
 """
 
 from __future__ import annotations
 
+import importlib
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,149 +19,149 @@ import torch
 from torch import Tensor, nn
 
 from ps.errors import SpecError
-from ps.spec import Activation, DenseLayer, DropoutLayer, Init, ModelSpec
+from ps.spec import ModelSpec
+from workers.layers import Input, build_layers
 
-FORMAT = "ps-model/1"
-
-
-class Maxout(nn.Module):
-    """Max over ``pieces`` consecutive linear units (Goodfellow et al., 2013)."""
-
-    def __init__(self, pieces: int) -> None:
-        super().__init__()
-        self.pieces = pieces
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.unflatten(-1, (-1, self.pieces)).amax(-1)
+FORMAT = "ps-model/2"
+READABLE = ("ps-model/1", FORMAT)
+DRY_RUN_BATCH = 2
 
 
-class Abs(nn.Module):
-    """Absolute-value rectification, ``|x|``."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.abs()
-
-
-def make_activation(act: Activation, units: int) -> nn.Module | None:
-    """The module for ``act`` after a dense layer with ``units`` outputs (None for linear)."""
-    kind = act.type
-    if kind == "linear":
-        return None
-    if kind == "leaky_relu":
-        return nn.LeakyReLU(act.negative_slope)
-    if kind == "prelu":
-        return nn.PReLU(units)
-    if kind == "maxout":
-        return Maxout(act.pieces)
-    return {
-        "relu": nn.ReLU,
-        "abs": Abs,
-        "sigmoid": nn.Sigmoid,
-        "tanh": nn.Tanh,
-        "hard_tanh": nn.Hardtanh,
-        "softplus": nn.Softplus,
-    }[kind]()
+def describe(exc: BaseException) -> str:
+    """An exception with the last frame of its traceback (where the user's code failed)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name})"
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}{where if frames else ''}"
 
 
-def initialize_(t: Tensor, init: Init, gain_for: str = "linear") -> None:
-    """Fill ``t`` in place with ``init`` (glorot/he use the fan of a (out, in) weight)."""
-    with torch.no_grad():
-        kind = init.type
-        if kind == "zeros":
-            t.zero_()
-        elif kind == "normal":
-            t.normal_(init.mean, init.std)
-        elif kind == "uniform":
-            t.uniform_(init.low, init.high)
-        elif kind == "truncated_normal":
-            nn.init.trunc_normal_(
-                t, init.mean, init.std, init.mean - 2 * init.std, init.mean + 2 * init.std
-            )
-        elif t.dim() < 2:
-            raise SpecError(
-                "model.layers", f"initializer {kind!r} needs a weight matrix, not a bias"
-            )
-        elif kind == "glorot_uniform":
-            nn.init.xavier_uniform_(t)
-        elif kind == "glorot_normal":
-            nn.init.xavier_normal_(t)
-        elif kind == "he_uniform":
-            nn.init.kaiming_uniform_(t, nonlinearity="relu")
-        elif kind == "he_normal":
-            nn.init.kaiming_normal_(t, nonlinearity="relu")
-        elif kind == "orthogonal":
-            nn.init.orthogonal_(t)
-        else:  # pragma: no cover - the spec's Literal rules this out
-            raise ValueError(f"unknown initializer {kind!r}")
-
-
-def network_shapes(spec: ModelSpec, n_inputs: int, n_outputs: int) -> dict[str, torch.Size]:
-    """The parameter and buffer shapes of ``spec``'s network, computed without allocating them
-    (the network is built on PyTorch's ``meta`` device): a 10¹²-parameter spec costs nothing.
+def load_callable(ref: str, field: str) -> Callable:
+    """The callable ``package.module:name`` names (imported here: user code runs here).
 
     Raises:
-        SpecError: as :func:`build_network`.
+        SpecError: the module cannot be imported or has no such callable.
     """
-    net = build_network(spec, n_inputs, n_outputs, device="meta")
-    return {name: t.shape for name, t in net.state_dict().items()}
+    module_name, name = ref.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - an import runs arbitrary code that may raise anything
+        raise SpecError(field, f"cannot import {module_name!r}: {describe(exc)}") from None
+    target = getattr(module, name, None)
+    if not callable(target):
+        raise SpecError(field, f"{module_name!r} has no callable {name!r}")
+    return target
+
+
+def build_model(
+    spec: ModelSpec, inputs: Input, n_outputs: int, device: str | None = None
+) -> nn.Module:
+    """The model of ``spec`` for ``inputs``, initialized with torch's global RNG (seed it first).
+
+    Raises:
+        SpecError: a layer that does not take its input, outputs that do not fit the data, a user
+            module that cannot be built.
+    """
+    if spec.layers is not None:
+        return build_network(spec, inputs, n_outputs, device)
+    return build_user_module(spec)
 
 
 def build_network(
-    spec: ModelSpec, n_inputs: int, n_outputs: int, device: str | None = None
+    spec: ModelSpec, inputs: Input, n_outputs: int, device: str | None = None
 ) -> nn.Sequential:
-    """The sequential network of ``spec`` for ``n_inputs`` features, initialized.
-
-    Uses torch's global RNG for initialization: seed it first for reproducible weights. On the
-    ``meta`` device nothing is allocated and nothing initialized (shapes only).
-
-    Raises:
-        SpecError: the last dense layer's units differ from ``n_outputs``, or a bias
-            initializer that needs a matrix.
-    """
-    last = spec.layers[-1]
-    if last.units != n_outputs:
+    """The sequential network of ``spec`` (on the ``meta`` device: shapes only, nothing
+    allocated or initialized)."""
+    with torch.device(device or "cpu"):
+        modules, outputs = build_layers(spec.layers, inputs)
+    last, where = outputs[-1], f"model.layers.{len(spec.layers) - 1}"
+    if len(last.shape) != 1:
         raise SpecError(
-            f"model.layers.{len(spec.layers) - 1}.units",
-            f"must be {n_outputs} for this data and loss {spec.loss!r} (got {last.units})",
+            where, f"the outputs must be flat, got {last.shape} (add flatten or global_avg_pool)"
         )
-    modules: list[nn.Module] = []
-    width = n_inputs
-    for i, layer in enumerate(spec.layers):
-        if isinstance(layer, DropoutLayer):
-            modules.append(nn.Dropout(layer.rate))
-            continue
-        assert isinstance(layer, DenseLayer)
-        out = layer.units * (layer.activation.pieces if layer.activation.type == "maxout" else 1)
-        if layer.bias_init.type not in ("zeros", "normal", "uniform", "truncated_normal"):
-            raise SpecError(
-                f"model.layers.{i}.bias_init.type",
-                f"{layer.bias_init.type!r} needs a matrix; use zeros, normal, uniform or "
-                "truncated_normal for biases",
-            )
-        linear = nn.Linear(width, out, bias=layer.bias, device=device)
-        if device != "meta":
-            initialize_(linear.weight, layer.init)
-            if layer.bias:
-                initialize_(linear.bias, layer.bias_init)
-        modules.append(linear)
-        with torch.device(device or "cpu"):
-            act = make_activation(layer.activation, layer.units)
-        if act is not None:
-            modules.append(act)
-        width = layer.units
+    if last.shape[0] != n_outputs:
+        raise SpecError(
+            f"{where}.units",
+            f"must be {n_outputs} for this data and loss {spec.loss!r} (got {last.shape[0]})",
+        )
     return nn.Sequential(*modules)
 
 
-class Normalizer(nn.Module):
-    """``(x - shift) / scale`` with the training split's statistics, kept as buffers."""
+def build_user_module(spec: ModelSpec) -> nn.Module:
+    """Call the user's ``model.module`` with ``model.kwargs``.
 
-    def __init__(self, shift: Tensor, scale: Tensor) -> None:
+    Raises:
+        SpecError: it cannot be imported, raises, returns no ``nn.Module`` or one without
+            parameters.
+    """
+    build = load_callable(spec.module, "model.module")
+    try:
+        module = build(**spec.kwargs)
+    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+        raise SpecError("model.module", f"{spec.module}(**kwargs) raised {describe(exc)}") from None
+    if not isinstance(module, nn.Module):
+        raise SpecError(
+            "model.module",
+            f"{spec.module} returned a {type(module).__name__}, not a torch.nn.Module",
+        )
+    if not any(p.requires_grad for p in module.parameters()):
+        raise SpecError("model.module", f"{spec.module} returned a module without parameters")
+    return module
+
+
+def example_batch(inputs: Input, rows: int = DRY_RUN_BATCH) -> Tensor:
+    """A batch of ``rows`` samples of the data's shape (token 0, or standard normal features)."""
+    if inputs.tokens:
+        return torch.zeros((rows, *inputs.shape), dtype=torch.long)
+    return torch.randn((rows, *inputs.shape), generator=torch.Generator().manual_seed(0))
+
+
+def dry_run(
+    model: nn.Module, inputs: Input, n_outputs: int, loss_kind: str, loss: Callable
+) -> None:
+    """One forward and backward pass on a small batch: the model takes the data and makes
+    outputs the loss can use.
+
+    Raises:
+        SpecError: the forward pass fails, the outputs have the wrong shape, or the loss fails.
+    """
+    x = example_batch(inputs)
+    try:
+        out = model(x)
+    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+        raise SpecError(
+            "model.module",
+            f"the forward pass on a batch of shape {tuple(x.shape)} failed: {describe(exc)}",
+        ) from None
+    if not isinstance(out, Tensor) or tuple(out.shape) != (len(x), n_outputs):
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise SpecError(
+            "model.module",
+            f"the forward pass must return (batch, {n_outputs}) outputs for this data, got {got}",
+        )
+    targets = {
+        "cross_entropy": torch.zeros(len(x), dtype=torch.long),
+        "bce": torch.zeros(len(x)),
+    }.get(loss_kind, torch.zeros(len(x), n_outputs))
+    try:
+        loss(out, targets).backward()
+    except Exception as exc:  # noqa: BLE001 - a custom loss may raise anything
+        raise SpecError("model.loss_fn", f"the loss failed: {describe(exc)}") from None
+    model.zero_grad(set_to_none=True)
+
+
+class Normalizer(nn.Module):
+    """``(x - shift) / scale`` with the training split's statistics (per feature or channel),
+    kept as buffers; integer tokens pass unchanged."""
+
+    def __init__(self, shift: Tensor | None, scale: Tensor | None) -> None:
         super().__init__()
-        self.register_buffer("shift", shift.float())
-        self.register_buffer("scale", scale.float())
+        self.identity = shift is None
+        if not self.identity:
+            self.register_buffer("shift", shift.float())
+            self.register_buffer("scale", scale.float())
 
     def forward(self, x: Tensor) -> Tensor:
-        return (x - self.shift) / self.scale
+        return x if self.identity else (x - self.shift) / self.scale
 
 
 class TrainedModel(nn.Module):
@@ -167,13 +172,14 @@ class TrainedModel(nn.Module):
     """
 
     def __init__(
-        self, net: nn.Sequential, normalizer: Normalizer, loss: str, classes: list
+        self, net: nn.Module, normalizer: Normalizer, loss: str, classes: list, inputs: Input
     ) -> None:
         super().__init__()
         self.normalizer = normalizer
         self.net = net
         self.loss = loss
         self.classes = classes
+        self.inputs = inputs
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(self.normalizer(x))
@@ -181,7 +187,7 @@ class TrainedModel(nn.Module):
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:
         """Class indices (cross_entropy), 0/1 (bce) or values (mse) for raw features ``x``."""
-        out = self(x.float())
+        out = self(x.long() if self.inputs.tokens else x.float())
         if self.loss == "cross_entropy":
             return out.argmax(-1)
         if self.loss == "bce":
@@ -189,29 +195,22 @@ class TrainedModel(nn.Module):
         return out
 
 
-def save_model(
-    path: str | Path,
-    spec: ModelSpec,
-    net: nn.Sequential,
-    n_inputs: int,
-    n_outputs: int,
-    shift: Tensor,
-    scale: Tensor,
-    classes: list,
-) -> None:
-    """Write ``model.pt``: architecture, weights and normalization in one file (atomically)."""
+def save_model(path: str | Path, spec: ModelSpec, model: TrainedModel, n_outputs: int) -> None:
+    """Write ``model.pt``: architecture, weights, buffers and normalization in one file
+    (atomically)."""
     path = Path(path)
     tmp = path.with_suffix(".pt.tmp")
+    normalizer = model.normalizer
     torch.save(
         {
             "format": FORMAT,
             "model": spec.model_dump(mode="json"),
-            "n_inputs": n_inputs,
+            "input": {"shape": list(model.inputs.shape), "tokens": model.inputs.tokens},
             "n_outputs": n_outputs,
-            "state_dict": net.state_dict(),
-            "shift": shift,
-            "scale": scale,
-            "classes": classes,
+            "state_dict": model.net.state_dict(),
+            "shift": None if normalizer.identity else normalizer.shift,
+            "scale": None if normalizer.identity else normalizer.scale,
+            "classes": model.classes,
         },
         tmp,
     )
@@ -227,9 +226,16 @@ def read_export(path: str | Path) -> dict[str, Any]:
             f"{Path(path).name} is not a model exported by this project ({FORMAT}): "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         ) from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+    if not isinstance(blob, dict) or blob.get("format") not in READABLE:
         raise ValueError(f"{Path(path).name} is not a model exported by this project ({FORMAT})")
     return blob
+
+
+def exported_input(blob: dict[str, Any]) -> Input:
+    """The input an exported model takes (older exports: a table of ``n_inputs`` features)."""
+    if "input" in blob:
+        return Input(tuple(blob["input"]["shape"]), bool(blob["input"]["tokens"]))
+    return Input((int(blob["n_inputs"]),))
 
 
 def load_model(path: str | Path) -> TrainedModel:
@@ -237,10 +243,29 @@ def load_model(path: str | Path) -> TrainedModel:
 
     Raises:
         ValueError: the file is not an export of this project.
+        SpecError: a user module's code cannot be imported here.
     """
     blob = read_export(path)
     spec = ModelSpec.model_validate(blob["model"])
-    net = build_network(spec, blob["n_inputs"], blob["n_outputs"])
+    inputs = exported_input(blob)
+    net = build_model(spec, inputs, blob["n_outputs"])
     net.load_state_dict(blob["state_dict"])
-    model = TrainedModel(net, Normalizer(blob["shift"], blob["scale"]), spec.loss, blob["classes"])
+    model = TrainedModel(
+        net, Normalizer(blob["shift"], blob["scale"]), spec.loss, blob["classes"], inputs
+    )
     return model.eval()
+
+
+def export_program(model: TrainedModel, path: str | Path) -> Path:
+    """Write ``model.pt2``: a ``torch.export`` program of the normalizer and the network (eval
+    mode, any batch size) that loads with plain PyTorch (``torch.export.load(path).module()``)
+    and returns the outputs (logits for classification, values for mse)."""
+    path = Path(path)
+    model = model.eval()
+    example = example_batch(model.inputs)
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: batch}})
+    tmp = path.with_name(f".{path.stem}.partial.pt2")
+    torch.export.save(program, tmp)
+    tmp.replace(path)
+    return path

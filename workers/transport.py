@@ -35,13 +35,15 @@ class ShardClient:
         worker: the worker's index (the shards gate and dedupe by it).
         shards: shard actor handles, in plan order.
         param_slices: each shard's [lo, hi) slice of the flat parameters.
-        n_params: length of the flat parameter vector.
+        n_params / n_buffers: the flat state vector is the parameters, then the model's float
+            buffers (kept by shard 0).
         job_id: names the shared-memory files (``ps-<job_id>-...``) for cleanup by prefix.
         transport: ``auto`` (shared memory with shards on this node) or ``object_store``.
         compression / topk_ratio: the spec's gradient compression (object-store path only).
 
     Attributes:
-        params / grads: the worker's flat buffers; build the model's views on them.
+        state / grads: the worker's flat buffers (parameters then buffers; gradient then the
+            buffers' values to push); build the model's views on them.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class ShardClient:
         shards: list,
         param_slices: tuple[tuple[int, int], ...] | list[tuple[int, int]],
         n_params: int,
+        n_buffers: int = 0,
         job_id: str = "",
         transport: str = "auto",
         compression: str = "none",
@@ -57,6 +60,7 @@ class ShardClient:
     ) -> None:
         self.worker = worker
         self.shards = shards
+        self.n_params = n_params
         self.param_slices = tuple(param_slices)
         self.compressors = [
             Compressor(compression, hi - lo, topk_ratio) for lo, hi in self.param_slices
@@ -71,14 +75,15 @@ class ShardClient:
             base = f"{shm.prefix(job_id)}w{worker}-{os.getpid()}-{id(self):x}"
             self._names = [f"{base}-params", f"{base}-grads"]
             try:
-                self.params = torch.from_numpy(shm.create(self._names[0], n_params))
-                self.grads = torch.from_numpy(shm.create(self._names[1], n_params))
+                self.state = torch.from_numpy(shm.create(self._names[0], n_params + n_buffers))
+                self.grads = torch.from_numpy(shm.create(self._names[1], n_params + n_buffers))
             except OSError:
                 self.close()
                 raise
         else:
-            self.params, self.grads = torch.zeros(n_params), torch.zeros(n_params)
-        self._params_np = self.params.numpy()
+            self.state = torch.zeros(n_params + n_buffers)
+            self.grads = torch.zeros(n_params + n_buffers)
+        self._state_np = self.state.numpy()
 
     def close(self) -> None:
         """Remove this client's shared-memory files (the shards' mappings stay valid)."""
@@ -99,7 +104,9 @@ class ShardClient:
             return None
         for (lo, hi), r, local in zip(self.param_slices, replies, self.local, strict=True):
             if not local:
-                np.copyto(self._params_np[lo:hi], r["params"])
+                np.copyto(self._state_np[lo:hi], r["params"])
+        if not self.local[0] and replies[0]["buffers"].size:  # shard 0 keeps the buffers
+            np.copyto(self._state_np[self.n_params :], replies[0]["buffers"])
         # Versions of different shards are equal in sync mode; report the oldest read.
         return min(r["version"] for r in replies), min(r["min_clock"] for r in replies)
 
@@ -109,14 +116,16 @@ class ShardClient:
         """Send gradient number ``seq`` (in ``self.grads`` on the shared-memory path) to every
         shard; returns their acknowledgements."""
         record = Push(self.worker, seq, version, min_clock, norm)
+        if grad.data_ptr() != self.grads.data_ptr():
+            self.grads.copy_(grad)
+        buffers = self.grads[self.n_params :].numpy()
         calls = []
-        for s, c, (lo, hi), local in zip(
-            self.shards, self.compressors, self.param_slices, self.local, strict=True
+        for i, (s, c, (lo, hi), local) in enumerate(
+            zip(self.shards, self.compressors, self.param_slices, self.local, strict=True)
         ):
             if local:
-                if grad.data_ptr() != self.grads.data_ptr():
-                    self.grads[lo:hi].copy_(grad[lo:hi])
                 calls.append(s.push.remote(record, shm_grads=self._names[1]))
             else:
-                calls.append(s.push.remote(record, c.compress(grad[lo:hi])))
+                tail = buffers if i == 0 and buffers.size else None
+                calls.append(s.push.remote(record, c.compress(self.grads[lo:hi]), buffers=tail))
         return ray.get(calls)

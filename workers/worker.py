@@ -18,9 +18,10 @@ import torch
 from ps.metrics import LATENCY_BUCKETS, Buckets
 from ps.spec import JobSpec
 from workers.data import epoch_batches
-from workers.evaluation import loss_fn
-from workers.flat import FlatModel
-from workers.models import build_network
+from workers.evaluation import model_loss
+from workers.flat import FlatModel, state_sizes
+from workers.layers import Input
+from workers.models import build_model
 from workers.transport import ShardClient
 
 REPORT_EVERY_S = 0.5
@@ -40,7 +41,7 @@ class WorkerConfig:
         index: worker number (0-based).
         spec: the job's validated spec.
         rows: this worker's ``[lo, hi)`` rows of the training split.
-        n_inputs / n_outputs: the network's sizes.
+        inputs / n_outputs: what the model takes (per-sample shape) and how many outputs.
         param_slices: each shard's ``[lo, hi)`` slice of the flat parameters, in shard order.
         batches: minibatches per epoch; budget: total steps (clock limit) of this worker.
         job_id: names the worker's shared-memory buffers.
@@ -49,7 +50,7 @@ class WorkerConfig:
     index: int
     spec: JobSpec
     rows: tuple[int, int]
-    n_inputs: int
+    inputs: Input
     n_outputs: int
     param_slices: tuple[tuple[int, int], ...]
     batches: int
@@ -59,6 +60,12 @@ class WorkerConfig:
     @property
     def num_threads(self) -> int:
         return max(1, int(self.spec.training.worker_resources.num_cpus))
+
+    @property
+    def device(self) -> str:
+        """``cuda`` when the worker asks for a GPU and has one, else ``cpu``."""
+        wants = self.spec.training.worker_resources.num_gpus > 0
+        return "cuda" if wants and torch.cuda.is_available() else "cpu"
 
 
 @dataclass
@@ -88,6 +95,7 @@ class WorkerTotals:
     pull_hist: dict[str, Any]
     push_hist: dict[str, Any]
     acks: dict[str, int] = field(default_factory=dict)
+    device: str = "cpu"
     pull_s: float = 0.0
     compute_s: float = 0.0
     push_s: float = 0.0
@@ -107,26 +115,30 @@ class Worker:
         torch.set_num_threads(config.num_threads)
         self.config = config
         self.spec = config.spec
+        self.device = torch.device(config.device)
         x, y = ray.get(train)
         lo, hi = config.rows
-        # One copy of this worker's rows; the full arrays stay in the object store.
-        self.x = torch.from_numpy(np.array(x[lo:hi], copy=True))
-        self.y = torch.from_numpy(np.array(y[lo:hi], copy=True))
-        self.net = build_network(self.spec.model, config.n_inputs, config.n_outputs)
+        # One copy of this worker's rows (on its device); the full arrays stay in the object store.
+        self.x = torch.from_numpy(np.array(x[lo:hi], copy=True)).to(self.device)
+        self.y = torch.from_numpy(np.array(y[lo:hi], copy=True)).to(self.device)
+        torch.manual_seed(self.spec.seed)
+        self.net = build_model(self.spec.model, config.inputs, config.n_outputs).to(self.device)
+        n_params, n_buffers = state_sizes(self.net)
         t = self.spec.training
-        n_params = sum(p.numel() for p in self.net.parameters())
         self.transport = ShardClient(
             config.index,
             shards,
             config.param_slices,
             n_params,
+            n_buffers,
             config.job_id,
             t.transport,
             t.compression,
             t.topk_ratio,
         )
-        self.flat = FlatModel(self.net, self.transport.params, self.transport.grads)
-        self.loss = loss_fn(self.spec.model.loss)
+        self.mirror = DeviceMirror(self.net, self.transport.state, self.transport.grads)
+        self.flat = self.mirror.flat
+        self.loss = model_loss(self.spec.model)
         self.supervisor = supervisor
         self._order: tuple[int, list[torch.Tensor]] | None = None
         self.pull_hist = Buckets(LATENCY_BUCKETS)
@@ -143,7 +155,7 @@ class Worker:
                 epoch,
                 self.spec.data.shuffle,
             )
-            self._order = (epoch, [torch.from_numpy(i) for i in order])
+            self._order = (epoch, [torch.from_numpy(i).to(self.device) for i in order])
         idx = self._order[1][b]
         return self.x[idx], self.y[idx], epoch
 
@@ -159,15 +171,17 @@ class Worker:
         norm, the batch's size)."""
         x, y, _ = self._batch(clock)
         torch.manual_seed(step_seed(self.spec.seed, self.config.index, clock))
+        self.mirror.load()
         self.flat.zero_grad()
         loss = self.loss(self.net(x), y)
         loss.backward()
-        grad = self.flat.gradient()
-        return float(loss), grad, float(torch.linalg.vector_norm(grad)), len(x)
+        self.flat.gradient()
+        norm = float(torch.linalg.vector_norm(self.flat.grads[: self.flat.n_params]))
+        return float(loss), self.mirror.store(), norm, len(x)
 
     def _run(self, clock: int) -> WorkerTotals:
         self.net.train()
-        totals = WorkerTotals(self.config.index, clock, 0, {}, {})
+        totals = WorkerTotals(self.config.index, clock, 0, {}, {}, device=str(self.device))
         window = _Window()
         last_report = time.monotonic()
         norm = None
@@ -241,3 +255,42 @@ class _Window:
         self.loss_sum += loss
         self.steps += 1
         self.samples += samples
+
+
+class DeviceMirror:
+    """The model's flat state and gradient where it computes.
+
+    On the CPU the model's parameters, buffers and gradients are views into the transport's
+    (shared-memory) buffers: nothing to copy. On a GPU they live on the device, and each step
+    copies the state in and the gradient out through pinned host memory (asynchronous DMA).
+    """
+
+    def __init__(self, net: torch.nn.Module, state: torch.Tensor, grads: torch.Tensor) -> None:
+        self.host_state, self.host_grads = state, grads
+        device = next(net.parameters()).device
+        self.on_host = device.type == "cpu"
+        if self.on_host:
+            self.flat = FlatModel(net, state, grads)
+            return
+        n = state.numel()
+        self.flat = FlatModel(
+            net,
+            torch.empty(n, device=device),
+            torch.zeros(n, device=device),
+        )
+        self.pinned_state = torch.empty(n, pin_memory=True)
+        self.pinned_grads = torch.empty(n, pin_memory=True)
+
+    def load(self) -> None:
+        """Bring the pulled state to the model (a no-op on the CPU)."""
+        if not self.on_host:
+            self.pinned_state.copy_(self.host_state)
+            self.flat.state.copy_(self.pinned_state, non_blocking=True)
+
+    def store(self) -> torch.Tensor:
+        """The push vector in host memory (the transport's gradient buffer)."""
+        if not self.on_host:
+            self.pinned_grads.copy_(self.flat.grads, non_blocking=True)
+            torch.cuda.current_stream().synchronize()
+            self.host_grads.copy_(self.pinned_grads)
+        return self.host_grads

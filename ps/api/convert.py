@@ -35,9 +35,19 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
+SIZES = ("kernel_size", "stride", "dilation", "pool_size")
+
+
 def spec_to_proto(spec: JobSpec) -> pb.JobSpec:
     """The spec as a message (every default filled in)."""
-    return json_format.ParseDict(_drop_none(spec.to_dict()), pb.JobSpec())
+    data = _drop_none(spec.to_dict())
+    for layer in data["model"].get("layers", []):
+        for key in SIZES:
+            if key in layer:
+                layer[key] = [layer[key]] if isinstance(layer[key], int) else layer[key]
+        if "padding" in layer:
+            layer["padding"] = str(layer["padding"])
+    return json_format.ParseDict(data, pb.JobSpec())
 
 
 def proto_to_spec(msg: pb.JobSpec) -> JobSpec:
@@ -46,7 +56,29 @@ def proto_to_spec(msg: pb.JobSpec) -> JobSpec:
     Raises:
         SpecError: naming the key path.
     """
-    return parse_spec(json_format.MessageToDict(msg, preserving_proto_field_name=True))
+    data = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    model = data.get("model", {})
+    for layer in model.get("layers", []):
+        for key in SIZES:
+            if isinstance(layer.get(key), list) and len(layer[key]) == 1:
+                layer[key] = layer[key][0]  # one size for every axis
+        padding = layer.get("padding")
+        if isinstance(padding, str) and padding.isdigit():
+            layer["padding"] = int(padding)
+    if "kwargs" in model:
+        model["kwargs"] = _whole_numbers(model["kwargs"])
+    return parse_spec(data)
+
+
+def _whole_numbers(value: Any) -> Any:
+    """protobuf's Struct holds every number as a double: whole ones become integers again."""
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
 
 
 def state_to_proto(state: JobState | str) -> int:

@@ -23,6 +23,7 @@ from ps.jobs.errors import (
 )
 from ps.jobs.events import JobEnded, StateChanged
 from ps.jobs.manager import JobManager
+from ps.jobs.usercode import UserCodeNotAllowed
 from ps.v1 import training_pb2 as pb
 from ps.v1 import training_pb2_grpc
 
@@ -37,6 +38,7 @@ STATUS = {
     TerminalState: grpc.StatusCode.FAILED_PRECONDITION,
     QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ClusterUnavailable: grpc.StatusCode.UNAVAILABLE,
+    UserCodeNotAllowed: grpc.StatusCode.PERMISSION_DENIED,
 }
 CHUNK = 1 << 20
 WATCH_POLL_S = 1.0
@@ -97,7 +99,10 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
     @_mapped
     def SubmitJob(self, request, context):
         job = self.manager.submit(
-            proto_to_spec(request.spec), request.job_id or None, resume=request.resume
+            proto_to_spec(request.spec),
+            request.job_id or None,
+            resume=request.resume,
+            code_archive=request.code_archive or None,
         )
         return pb.SubmitJobResponse(job=job_to_proto(job))
 
@@ -155,7 +160,7 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
 
     @_mapped_stream
     def ExportModel(self, request, context) -> Iterator[pb.ExportModelResponse]:
-        path = self.manager.model_path(request.job_id)
+        path = self.manager.model_path(request.job_id, request.format or "pt")
         with path.open("rb") as f:
             while chunk := f.read(CHUNK):
                 yield pb.ExportModelResponse(chunk=chunk)

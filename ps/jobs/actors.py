@@ -22,6 +22,7 @@ from ps.server.shard import ParameterShard, ShardConfig
 from ps.server.slices import param_slices
 from ps.spec import JobSpec
 from workers import shm
+from workers.layers import Input
 from workers.worker import Worker, WorkerConfig
 
 LEFTOVER_TIMEOUT_S = 30
@@ -31,6 +32,12 @@ PING_TIMEOUT_S = 15
 def actor_name(job_id: str, role: str, index: int | None = None) -> str:
     """The name of a job's actor (the supervisor's is ``ps:<job_id>:supervisor``)."""
     return f"ps:{job_id}:{role}" + ("" if index is None else f":{index}")
+
+
+def join_state(parts: list[dict[str, Any]]) -> np.ndarray:
+    """The flat state vector from the shards' replies (their slices in order, then shard 0's
+    buffers)."""
+    return np.concatenate([p["params"] for p in parts] + [parts[0]["buffers"]])
 
 
 @dataclass
@@ -56,7 +63,8 @@ class JobActors:
 
     Args:
         job_id / spec / plan: the job.
-        n_inputs / n_outputs: the network's sizes.
+        n_params / n_buffers: the model's parameter and float buffer counts.
+        inputs / n_outputs: what the model takes and how many outputs it makes.
         train: object refs of the training split (features, targets), put once.
         supervisor: the supervisor's handle (workers report to it).
     """
@@ -67,7 +75,8 @@ class JobActors:
         spec: JobSpec,
         plan: JobPlan,
         n_params: int,
-        n_inputs: int,
+        n_buffers: int,
+        inputs: Input,
         n_outputs: int,
         train: list,
         supervisor: Any,
@@ -76,7 +85,8 @@ class JobActors:
         self.spec = spec
         self.plan = plan
         self.param_slices = tuple(param_slices(n_params, spec.ps.shards))
-        self.n_inputs, self.n_outputs = n_inputs, n_outputs
+        self.n_params, self.n_buffers = n_params, n_buffers
+        self.inputs, self.n_outputs = inputs, n_outputs
         self.train = train
         self.supervisor = supervisor
         self.generations = 0
@@ -90,8 +100,9 @@ class JobActors:
         )
 
     def spawn(self, initial: np.ndarray, saved: list[dict[str, Any]] | None) -> Generation:
-        """A new generation of shards (from checkpointed ``saved`` states, or ``initial``
-        parameters) and workers; returns without waiting for them to be up."""
+        """A new generation of shards (from checkpointed ``saved`` states, or the ``initial``
+        state vector: parameters, then buffers) and workers; returns without waiting for them
+        to be up."""
         self.generations += 1
         number, t, ps = self.generations, self.spec.training, self.spec.ps
         shards = [
@@ -105,6 +116,7 @@ class JobActors:
             .remote(
                 self.shard_config(i),
                 initial[lo:hi],
+                initial[self.n_params :] if i == 0 else None,
                 saved[i] if saved else None,
                 max(1, int(ps.resources.num_cpus)),
             )
@@ -137,6 +149,8 @@ class JobActors:
             snapshot_every=self.plan.eval_every,
             checkpoint_every=spec.checkpoint.every_steps,
             divergence_threshold=t.divergence_threshold,
+            buffers=self.n_buffers if index == 0 else 0,
+            buffer_offset=self.n_params,
         )
 
     def make_worker(self, gen: Generation, i: int, restart: int = 0):
@@ -145,7 +159,7 @@ class JobActors:
             index=i,
             spec=self.spec,
             rows=self.plan.worker_rows[i],
-            n_inputs=self.n_inputs,
+            inputs=self.inputs,
             n_outputs=self.n_outputs,
             param_slices=self.param_slices,
             batches=self.plan.batches,

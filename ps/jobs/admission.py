@@ -13,19 +13,20 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ps.errors import SpecError
+from ps.errors import SpecError, clip
 from ps.jobs.errors import ResourceError
 from ps.jobs.plan import JobPlan
+from ps.jobs.usercode import UserCodeNotAllowed, check_user_model
 from ps.optim import state_buffers
 from ps.spec import JobSpec
+from ps.spec.model import EmbeddingLayer
 from workers.data import DataInfo, Dataset, inspect_data, load_dataset, resolve_path, split_sizes
-from workers.models import build_network, network_shapes, read_export
+from workers.models import build_model, build_network, read_export
 
 FLOAT_BYTES = 4
 
@@ -52,6 +53,7 @@ class Admission:
 def confine_paths(spec: JobSpec, root: Path | None, base: Path | None = None) -> JobSpec:
     """The spec with its file paths absolute: inside ``root`` (the service's data root), or,
     without a root, relative paths taken against ``base`` (``psctl run``: the current directory).
+    ``model.code`` is the caller's (``psctl run``) or the service's own unpacked copy.
 
     Raises:
         SpecError: a path outside the root, missing, or unusable (too long, a NUL byte).
@@ -68,38 +70,69 @@ def confine_paths(spec: JobSpec, root: Path | None, base: Path | None = None) ->
         data = data.model_copy(update={"source": resolve(data.source, "data.source")})
     if model.init_from:
         model = model.model_copy(update={"init_from": resolve(model.init_from, "model.init_from")})
+    if model.code and root is None:
+        code = (base / model.code).resolve()
+        if not code.is_dir():
+            raise SpecError("model.code", f"{clip(model.code)} is not a directory")
+        model = model.model_copy(update={"code": str(code)})
     return spec.model_copy(update={"data": data, "model": model})
 
 
-def admit(spec: JobSpec, root: Path | None = None, base: Path | None = None) -> Admission:
-    """Every check that needs neither the whole data nor the cluster.
+def admit(
+    spec: JobSpec,
+    root: Path | None = None,
+    base: Path | None = None,
+    allow_user_code: bool = True,
+) -> Admission:
+    """Every check that needs neither the whole data nor the cluster's size. A user module is
+    built and run once on a batch shaped like the data, in a Ray task (never here).
 
     Raises:
+        UserCodeNotAllowed: the spec runs user code and ``allow_user_code`` is off.
         SpecError: naming the key path: bad paths or data headers, a model that does not fit
             the data or is larger than ``ps.max_params``, data too small for the workers.
     """
+    if spec.model.user_code and not allow_user_code:
+        raise UserCodeNotAllowed(
+            "this service runs no user code (model.module, model.loss_fn); an operator can "
+            "allow it by starting the service with --allow-user-code"
+        )
     spec = confine_paths(spec, root, base)
     data = inspect_data(spec.data, spec.model.loss, None)
     if data.rows is not None:
         JobPlan.make(spec, split_sizes(data.rows, spec.data)[0])
-    outputs = data.outputs if data.outputs is not None else spec.model.layers[-1].units
-    shapes = network_shapes(spec.model, data.features, outputs)
-    n_params = sum(math.prod(shape) for shape in shapes.values())
+    if spec.model.layers is None:
+        n_params = check_user_model(spec, data.inputs, data.outputs).n_params
+    else:
+        n_params = _check_network(spec, data)
+    if spec.ps.shards > n_params:
+        raise SpecError(
+            "ps.shards", f"{spec.ps.shards} shards for only {n_params} parameters (at most that)"
+        )
+    return Admission(
+        spec, data, n_params, required_resources(spec), memory_estimate(spec, n_params, data)
+    )
+
+
+def _check_network(spec: JobSpec, data: DataInfo) -> int:
+    """A layer spec's parameter count, from its shapes (nothing allocated)."""
+    outputs = data.outputs if data.outputs is not None else _declared_outputs(spec)
+    net = build_network(spec.model, data.inputs, outputs, device="meta")  # nothing allocated
+    n_params = sum(p.numel() for p in net.parameters())
     if n_params > spec.ps.max_params:
         raise SpecError(
             "model.layers",
             f"the model has {n_params:,} parameters (≈{_gib(n_params * FLOAT_BYTES)} as float32), "
             f"more than ps.max_params = {spec.ps.max_params:,}",
         )
-    if spec.ps.shards > n_params:
-        raise SpecError(
-            "ps.shards", f"{spec.ps.shards} shards for only {n_params} parameters (at most that)"
-        )
     if spec.model.init_from:
-        _check_warm_start(spec.model.init_from, shapes)
-    return Admission(
-        spec, data, n_params, required_resources(spec), memory_estimate(spec, n_params, data)
-    )
+        _check_warm_start(spec.model.init_from, {k: v.shape for k, v in net.state_dict().items()})
+    return n_params
+
+
+def _declared_outputs(spec: JobSpec) -> int:
+    last = spec.model.layers[-1]
+    return last.units
 
 
 def _check_warm_start(path: str, shapes: dict[str, torch.Size]) -> None:
@@ -160,16 +193,24 @@ def check_fits(admission: Admission, cluster: dict[str, float]) -> None:
         )
 
 
-def prepare(spec: JobSpec) -> tuple[Dataset, torch.nn.Sequential]:
-    """Load the data (paths already confined) and build the seeded initial network.
+def prepare(spec: JobSpec) -> tuple[Dataset, torch.nn.Module]:
+    """Load the data (paths already confined) and build the seeded initial model.
 
     Raises:
-        SpecError: problems only the full data shows (values, labels), a warm-start model that
-            does not load.
+        SpecError: problems only the full data shows (values, labels, token ids beyond the
+            embedding), a warm-start model that does not load.
     """
     data = load_dataset(spec.data, spec.model.loss, spec.seed, None)
+    layers = spec.model.layers
+    if data.inputs.tokens and layers and isinstance(layers[0], EmbeddingLayer):
+        top = max(int(a.max()) for a in (data.x_train, data.x_val, data.x_test) if a.size)
+        if top >= layers[0].input_dim:
+            raise SpecError(
+                "model.layers.0.input_dim",
+                f"the data has token id {top}; the embedding holds {layers[0].input_dim}",
+            )
     torch.manual_seed(spec.seed)
-    net = build_network(spec.model, data.n_features, data.n_outputs)
+    net = build_model(spec.model, data.inputs, data.n_outputs)
     if spec.model.init_from:
         try:
             net.load_state_dict(read_export(spec.model.init_from)["state_dict"])

@@ -14,10 +14,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import numpy as np
 import ray
 
-from ps.jobs.actors import Generation, JobActors
+from ps.jobs.actors import Generation, JobActors, join_state
 from ps.jobs.errors import JobCancelled, ShardLost
 from ps.jobs.evaluator import Evaluator
 from ps.jobs.events import Event, Telemetry, WorkerReplaced
@@ -141,7 +140,7 @@ class Attempt:
             snaps = await asyncio.gather(*[s.wait_snapshot.remote(v) for s in self.gen.shards])
             if any(s is None for s in snaps):
                 break
-            params = np.concatenate([s["params"] for s in snaps])
+            params = join_state(snaps)
             stop = False
             if v % plan.eval_every == 0:
                 elapsed = time.monotonic() - self.figures.started

@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from ps.jobs.events import Evaluation
 from ps.jobs.plan import JobPlan
 from ps.spec import EarlyStopping, JobSpec
 from workers.data import Dataset
-from workers.evaluation import evaluate
+from workers.evaluation import evaluate, model_loss
 from workers.flat import FlatModel
+from workers.models import Normalizer, TrainedModel
 
 TRAIN_EVAL_ROWS = 20_000  # the training-loss curve is measured on at most this many rows
 
@@ -28,6 +30,7 @@ class Evaluator:
 
     def __init__(self, spec: JobSpec, plan: JobPlan, data: Dataset, net: nn.Module) -> None:
         self.loss = spec.model.loss
+        self.loss_fn = model_loss(spec.model)
         self.early_stopping: EarlyStopping | None = spec.training.early_stopping
         self.plan = plan
         self.data = data
@@ -37,8 +40,8 @@ class Evaluator:
         self.best: tuple[int, float, np.ndarray] | None = None  # step, value, parameters
         self.bad_evaluations = 0
 
-    def _load(self, params: np.ndarray) -> None:
-        np.copyto(self.flat.params.numpy(), params)
+    def _load(self, state: np.ndarray) -> None:
+        np.copyto(self.flat.state.numpy(), state)
 
     def _splits(self, *names: str) -> dict[str, dict[str, float | None]]:
         d = self.data
@@ -47,7 +50,7 @@ class Evaluator:
             "val": (d.x_val, d.y_val),
             "test": (d.x_test, d.y_test),
         }
-        return {n: evaluate(self.net, *rows[n], self.loss) for n in names}
+        return {n: evaluate(self.net, *rows[n], self.loss, self.loss_fn) for n in names}
 
     def evaluate(self, step: int, params: np.ndarray, lr: float, elapsed: float) -> Evaluation:
         """Loss and accuracy of ``params`` (the parameters at ``step``) on the training and
@@ -106,6 +109,13 @@ class Evaluator:
         if es is not None and es.restore_best and self.best is not None:
             return self.best[2], self.best[0]
         return params, step
+
+    def trained_model(self) -> TrainedModel:
+        """The network as loaded last (see :meth:`final_metrics`) with the input normalization."""
+        d = self.data
+        shift = None if d.shift is None else torch.from_numpy(d.shift)
+        scale = None if d.scale is None else torch.from_numpy(d.scale)
+        return TrainedModel(self.net, Normalizer(shift, scale), self.loss, d.classes, d.inputs)
 
     def final_metrics(self, params: np.ndarray) -> dict[str, float | None]:
         """train/val/test loss and accuracy of ``params`` (left loaded in the network)."""

@@ -157,6 +157,7 @@ class JobResult:
     restores: int = 0
     shards: list[dict[str, Any]] = field(default_factory=list)
     curves_error: str | None = None
+    export_error: str | None = None
     state: str = "SUCCEEDED"
 
     def to_dict(self) -> dict[str, Any]:

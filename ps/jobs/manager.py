@@ -35,6 +35,7 @@ from ps.jobs.events import Evaluation, Event, JobEnded, Progress, StateChanged
 from ps.jobs.state import JobState
 from ps.jobs.store import JobRecord, JobStore
 from ps.jobs.supervisor import JobSupervisor
+from ps.jobs.usercode import UserCodeNotAllowed, runtime_env, unpack_code
 from ps.metrics import ServiceMetrics
 from ps.spec import JobSpec
 
@@ -45,9 +46,11 @@ _OUTCOMES = {
     ResourceError: "too_large",
     QueueFull: "queue_full",
     ClusterUnavailable: "unavailable",
+    UserCodeNotAllowed: "forbidden",
 }
 
 NAMESPACE = "ps"
+EXPORT_FORMATS = ("pt", "pt2")
 JOB_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 MAX_JOB_ID = 128
 
@@ -78,12 +81,15 @@ class ManagerConfig:
         data_root: data files and ``init_from`` models must resolve inside it.
         max_queue: queued jobs beyond this are refused (RESOURCE_EXHAUSTED).
         cancel_timeout_s: how long CancelJob waits for the job's actors to be gone.
+        allow_user_code: accept jobs that run the user's own code (``model.module``,
+            ``model.loss_fn``, a code archive); it runs in the jobs' actors, never here.
     """
 
     storage: Path
     data_root: Path
     max_queue: int = 100
     cancel_timeout_s: float = 60.0
+    allow_user_code: bool = False
 
 
 class _Running:
@@ -182,7 +188,13 @@ class JobManager:
         return job
 
     # -- requests ----------------------------------------------------------------------------
-    def submit(self, spec: JobSpec, job_id: str | None = None, resume: bool = False) -> JobRecord:
+    def submit(
+        self,
+        spec: JobSpec,
+        job_id: str | None = None,
+        resume: bool = False,
+        code_archive: bytes | None = None,
+    ) -> JobRecord:
         """Check and enqueue a job (see :meth:`_submit`), counting the outcome.
 
         With ``resume`` and the id of a FAILED or CANCELLED job, that job resumes instead.
@@ -191,7 +203,7 @@ class JobManager:
             with contextlib.suppress(JobNotFound):
                 return self.resume(job_id)
         try:
-            record = self._submit(spec, job_id)
+            record = self._submit(spec, job_id, code_archive)
         except Exception as exc:
             self._count_submission(_OUTCOMES.get(type(exc), "error"))
             raise
@@ -202,27 +214,53 @@ class JobManager:
         if self.metrics:
             self.metrics.submissions.labels(outcome).inc()
 
-    def _submit(self, spec: JobSpec, job_id: str | None = None) -> JobRecord:
+    def _submit(self, spec: JobSpec, job_id: str | None, code_archive: bytes | None) -> JobRecord:
         """Check and enqueue a job; it starts as soon as the cluster has room. Nothing is
         created (no record, no file) unless every check passed.
 
         Raises:
-            SpecError: invalid job id, paths, data headers or model for the data.
+            UserCodeNotAllowed: user code on a service without ``allow_user_code``.
+            SpecError: invalid job id, paths, data headers, model for the data, code archive.
             ResourceError: the job can never fit on the cluster.
             QueueFull: the queue is at its limit.
             JobExists: ``job_id`` was already submitted.
             ClusterUnavailable: Ray cannot be reached.
         """
         job_id = check_job_id(job_id) if job_id else f"job-{uuid.uuid4().hex[:12]}"
-        admission = admit(spec, self.config.data_root)
-        check_fits(admission, self._cluster_resources())
+        allowed = self.config.allow_user_code
+        if code_archive and not allowed:
+            raise UserCodeNotAllowed(
+                "this service runs no user code (a code archive came with the job); an "
+                "operator can allow it by starting the service with --allow-user-code"
+            )
+        incoming = self.config.storage / ".incoming" / uuid.uuid4().hex
+        try:
+            if code_archive:
+                code = unpack_code(code_archive, incoming)
+                spec = spec.model_copy(
+                    update={"model": spec.model.model_copy(update={"code": str(code)})}
+                )
+            admission = admit(spec, self.config.data_root, allow_user_code=allowed)
+            check_fits(admission, self._cluster_resources())
+            return self._enqueue(job_id, admission.spec, incoming if code_archive else None)
+        finally:
+            shutil.rmtree(incoming, ignore_errors=True)
+
+    def _enqueue(self, job_id: str, spec: JobSpec, code: Path | None) -> JobRecord:
         with self._wake:
             if len(self.store.in_states(JobState.QUEUED)) >= self.config.max_queue:
                 raise QueueFull(
                     f"the queue holds {self.config.max_queue} jobs already; retry later"
                 )
-            run_dir = str((self.config.storage / job_id).resolve())
-            record = self.store.create(job_id, admission.spec, run_dir)
+            run_dir = (self.config.storage / job_id).resolve()
+            if code is not None:  # the job's own copy of its code, in its run directory
+                if self.store.exists(job_id):
+                    raise JobExists(f"job {clip(job_id)} already exists")
+                run_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copytree(code, run_dir / "code", dirs_exist_ok=True)
+                model = spec.model.model_copy(update={"code": str(run_dir / "code")})
+                spec = spec.model_copy(update={"model": model})
+            record = self.store.create(job_id, spec, str(run_dir))
             self._wake.notify_all()
         self._publish(job_id, StateChanged(state=JobState.QUEUED))
         return record
@@ -274,18 +312,21 @@ class JobManager:
             shutil.rmtree(run_dir, ignore_errors=True)
         self.store.delete(job_id)
 
-    def model_path(self, job_id: str) -> Path:
-        """The exported model of a succeeded job.
+    def model_path(self, job_id: str, fmt: str = "pt") -> Path:
+        """The exported model of a succeeded job: ``model.pt``, or ``model.pt2`` (``fmt``).
 
         Raises:
+            SpecError: an unknown format.
             JobNotFinished: the job has not succeeded (or its model file is gone).
         """
+        if fmt not in EXPORT_FORMATS:
+            raise SpecError("format", f"unknown export format {clip(fmt)} (use pt or pt2)")
         job = self.store.get(job_id)
         if job.state != JobState.SUCCEEDED:
             raise JobNotFinished(
                 f"job {clip(job_id)} is {job.state.value}; only SUCCEEDED jobs have a model"
             )
-        path = Path(job.run_dir) / "model.pt"
+        path = Path(job.run_dir) / f"model.{fmt}"
         if not path.is_file():
             raise JobNotFinished(f"job {clip(job_id)} succeeded but {path} is missing")
         return path
@@ -372,6 +413,7 @@ class JobManager:
                     lifetime="detached",
                     num_cpus=0,
                     max_concurrency=1000,
+                    runtime_env=runtime_env(job.spec),
                 )
                 .remote(job.job_id, job.spec, job.run_dir, resume=job.resume or job.attempts > 0)
             )

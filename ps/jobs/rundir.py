@@ -22,10 +22,12 @@ from ps.jobs.events import HISTORY_KINDS, Event, JobResult
 from ps.plot import plot_curves
 from ps.server.checkpoint import latest_checkpoint, read_checkpoint, write_checkpoint
 from ps.spec import JobSpec
+from workers.models import TrainedModel, export_program
 
 
-def preload_plotting() -> None:
-    """Import matplotlib in a background thread (half a second that need not be waited for)."""
+def preload_finishing() -> None:
+    """Import matplotlib and torch.export in a background thread: a second of imports the end
+    of the job need not wait for (they overlap the actors' start)."""
 
     def load() -> None:
         with contextlib.suppress(Exception):
@@ -33,8 +35,10 @@ def preload_plotting() -> None:
 
             matplotlib.use("Agg")
             import matplotlib.pyplot  # noqa: F401
+            import torch._dynamo  # noqa: F401
+            import torch.export  # noqa: F401
 
-    threading.Thread(target=load, name="preload-matplotlib", daemon=True).start()
+    threading.Thread(target=load, name="preload-finishing", daemon=True).start()
 
 
 def checkpoint_step(checkpoint: Path) -> int:
@@ -123,6 +127,14 @@ class RunDirectory:
         return meta, states, best
 
     # -- the end -----------------------------------------------------------------------------
+    def export_program(self, model: TrainedModel) -> str | None:
+        """Write model.pt2 (a torch.export program); returns why not, if it cannot be."""
+        try:
+            export_program(model, self.path / "model.pt2")
+        except Exception as exc:  # noqa: BLE001 - some user modules do not export; model.pt stays
+            return f"model.pt2 not written: {type(exc).__name__}: {str(exc)[:300]}"
+        return None
+
     def write_result(self, result: JobResult) -> JobResult:
         """Write result.json, then curves.png (a plotting problem is noted, never fatal)."""
         if self._history is not None:

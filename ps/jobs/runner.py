@@ -16,6 +16,7 @@ from typing import Any
 import ray
 
 from ps.errors import PSError
+from ps.jobs import usercode
 from ps.jobs.actors import actor_name
 from ps.jobs.admission import admit, check_fits
 from ps.jobs.errors import ResourceError  # noqa: F401 - re-exported for callers of run_job
@@ -78,7 +79,12 @@ def run_job(
     job_id = job_id or f"run-{uuid.uuid4().hex[:8]}"
     supervisor = (
         ray.remote(JobSupervisor)
-        .options(name=actor_name(job_id, "supervisor"), num_cpus=0, max_concurrency=1000)
+        .options(
+            name=actor_name(job_id, "supervisor"),
+            num_cpus=0,
+            max_concurrency=1000,
+            runtime_env=usercode.runtime_env(admission.spec),
+        )
         .remote(job_id, admission.spec, str(output.resolve()))
     )
     done_ref = supervisor.run.remote()

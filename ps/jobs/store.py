@@ -123,6 +123,11 @@ class JobStore:
             self._specs[job_id] = spec
         return self.get(job_id)
 
+    def exists(self, job_id: str) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return row is not None
+
     def get(self, job_id: str) -> JobRecord:
         with self._lock:
             r = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()

@@ -18,7 +18,7 @@ import numpy as np
 import ray
 import torch
 
-from ps.jobs.actors import Generation, JobActors
+from ps.jobs.actors import Generation, JobActors, join_state
 from ps.jobs.admission import prepare
 from ps.jobs.attempt import Attempt, AttemptOutcome
 from ps.jobs.errors import JobCancelled, ShardLost
@@ -27,11 +27,10 @@ from ps.jobs.events import Event, Finished, JobResult, Restored, StateChanged, T
 from ps.jobs.failures import FailureBudget
 from ps.jobs.plan import JobPlan
 from ps.jobs.results import make_result
-from ps.jobs.rundir import RunDirectory, checkpoint_step, preload_plotting
+from ps.jobs.rundir import RunDirectory, checkpoint_step, preload_finishing
 from ps.jobs.state import JobState
 from ps.jobs.telemetry import JobFigures
 from ps.spec import JobSpec
-from workers.flat import FlatModel
 from workers.models import save_model
 from workers.worker import WorkerReport
 
@@ -130,23 +129,25 @@ class JobSupervisor:
         spec = self.spec
         checkpoint = self.rundir.open(self.resume)
         await self.emit(StateChanged(state=JobState.STARTING))
-        preload_plotting()  # in the background: the plot at the end does not wait for imports
+        preload_finishing()
         data, net = await asyncio.to_thread(prepare, spec)
         plan = JobPlan.make(spec, len(data.x_train))
-        initial = FlatModel(net).params.numpy().copy()
+        evaluator = Evaluator(spec, plan, data, net)
+        flat = evaluator.flat
+        initial = flat.state.numpy().copy()
         self.actors = JobActors(
             self.job_id,
             spec,
             plan,
-            initial.size,
-            data.n_features,
+            flat.n_params,
+            flat.n_buffers,
+            data.inputs,
             data.n_outputs,
             [ray.put(data.x_train), ray.put(data.y_train)],
             ray.get_runtime_context().current_actor,
         )
         if self.resume:  # an earlier incarnation of this job may have left actors and buffers
             await self.actors.kill_leftovers()
-        evaluator = Evaluator(spec, plan, data, net)
         self.figures = JobFigures(
             spec.training.mode == "sync",
             plan.steps_per_epoch,
@@ -205,23 +206,16 @@ class JobSupervisor:
         shards = self.gen.shards
         finals = await asyncio.gather(*[s.final.remote() for s in shards])
         stats = await asyncio.gather(*[s.stats.remote() for s in shards])
-        params = np.concatenate([f["params"] for f in finals])
+        params = join_state(finals)
         version = min(f["version"] for f in finals)
         if evaluator.last is None or evaluator.last.step != version:
             elapsed = time.monotonic() - self.figures.started
             await self.emit(evaluator.evaluate(version, params, stats[0].lr, elapsed))
         exported, exported_step = evaluator.exported(params, version)
         final = evaluator.final_metrics(exported)
-        save_model(
-            self.rundir.path / "model.pt",
-            self.spec.model,
-            evaluator.net,
-            data.n_features,
-            data.n_outputs,
-            torch.from_numpy(data.shift),
-            torch.from_numpy(data.scale),
-            data.classes,
-        )
+        model = evaluator.trained_model()
+        save_model(self.rundir.path / "model.pt", self.spec.model, model, data.n_outputs)
+        export_error = await asyncio.to_thread(self.rundir.export_program, model)
         result = make_result(
             self.job_id,
             self.spec,
@@ -235,7 +229,7 @@ class JobSupervisor:
             self.figures,
             self.budget,
         )
-        result = self.rundir.write_result(result)
+        result = self.rundir.write_result(dataclasses.replace(result, export_error=export_error))
         samples = sum(t.samples for t in outcome.totals)
         await self.emit(Telemetry(figures=self.figures.snapshot(stats, samples)))
         await self.emit(Finished(result=result))

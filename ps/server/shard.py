@@ -51,6 +51,10 @@ class ShardConfig:
             whole state) whenever the version reaches a multiple of these.
         divergence_threshold: after this many non-finite gradients in a row the shard stops
             and reports ``diverged``.
+        buffers / buffer_offset: the model's float buffers this shard keeps (shard 0 keeps all
+            of them; others none) and where they start in the flat state vector. Workers push
+            their buffers' values with every gradient: sync steps average them, async keeps the
+            latest.
     """
 
     index: int
@@ -66,6 +70,8 @@ class ShardConfig:
     snapshot_every: int | None = None
     checkpoint_every: int | None = None
     divergence_threshold: int | None = None
+    buffers: int = 0
+    buffer_offset: int = 0
 
     @classmethod
     def make(
@@ -138,7 +144,12 @@ class ShardCore:
         params: its initial slice of the flat parameters (copied).
     """
 
-    def __init__(self, config: ShardConfig, params: np.ndarray | torch.Tensor) -> None:
+    def __init__(
+        self,
+        config: ShardConfig,
+        params: np.ndarray | torch.Tensor,
+        buffers: np.ndarray | None = None,
+    ) -> None:
         self.config = config
         self.index = config.index
         self.params = torch.as_tensor(np.array(params, dtype=np.float32, copy=True))
@@ -146,6 +157,11 @@ class ShardCore:
             raise ValueError(
                 f"shard {self.index}: {self.params.numel()} parameters, expected {config.size}"
             )
+        self.buffers = torch.zeros(config.buffers)
+        if buffers is not None:
+            self.buffers.copy_(torch.as_tensor(np.asarray(buffers, dtype=np.float32)))
+        self._buffer_sum = torch.zeros(config.buffers)
+        self._buffer_count = 0
         self.optimizer = Optimizer(config.optimizer, config.regularization)
         self.state = self.optimizer.init(self.params)
         self.gate = ClockGate.for_mode(config.mode, config.workers, config.staleness)
@@ -158,9 +174,9 @@ class ShardCore:
         self._acc = torch.zeros_like(self.params) if config.mode == "sync" else None
         # sync with several shards: the parameters before the latest step, for a replaced worker
         # replaying a step that this shard already finished (see read()).
-        self._before_step = (
-            torch.empty_like(self.params) if config.mode == "sync" and config.shards > 1 else None
-        )
+        replays = config.mode == "sync" and config.shards > 1
+        self._before_step = torch.empty_like(self.params) if replays else None
+        self._buffers_before_step = self.buffers.clone()
         self._acc_count = 0
         self._acc_norms = 0.0
         self._sync_steps = 0
@@ -187,6 +203,7 @@ class ShardCore:
             "clocks": list(self.gate.clocks),
             "last_seq": list(self.last_seq),
             "skipped": self.skipped,
+            "buffers": self.buffers.clone(),
         }
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
@@ -207,6 +224,8 @@ class ShardCore:
         self.gate.clocks = [int(c) for c in saved["clocks"]]
         self.last_seq = [int(c) for c in saved["last_seq"]]
         self.skipped = int(saved.get("skipped", 0))
+        if "buffers" in saved:
+            self.buffers.copy_(torch.as_tensor(saved["buffers"]))
         self._sync_steps = self.gate.min_clock
         self.lr = self.optimizer.lr_at(self.state.step)
         max_version = self.config.max_version
@@ -227,37 +246,56 @@ class ShardCore:
         """
         if self.stopped:
             return {"stop": True, "version": self.version}
-        params, version, min_clock = self.params, self.version, self.gate.min_clock
+        params, buffers = self.params, self.buffers
+        version, min_clock = self.version, self.gate.min_clock
         if self.config.mode == "sync" and self._sync_steps > clock:
             if self._before_step is None or self._sync_steps != clock + 1:
                 raise RuntimeError(
                     f"shard {self.index}: a worker at step {clock} asked for parameters this "
                     f"shard left behind at step {self._sync_steps}"
                 )
-            params, version, min_clock = self._before_step, self._version_before_step, clock
-        self.timing["bytes_pulled"] += params.numel() * 4
+            params, buffers = self._before_step, self._buffers_before_step
+            version, min_clock = self._version_before_step, clock
+        self.timing["bytes_pulled"] += (params.numel() + buffers.numel()) * 4
         reply = {"stop": False, "version": version, "min_clock": min_clock}
         if shm_params is None:
             reply["params"] = params.numpy().copy()
+            reply["buffers"] = buffers.numpy().copy()
         else:
             np.copyto(self._shared(shm_params), params.numpy())
+            np.copyto(self._shared_buffers(shm_params), buffers.numpy())
         return reply
 
-    def _shared(self, name: str) -> np.ndarray:
-        """This shard's slice of a worker's shared buffer (mapped once)."""
-        view = self._shm.get(name)
-        if view is None:
+    def _mapped(self, name: str) -> np.ndarray:
+        """A worker's whole shared buffer (mapped once)."""
+        whole = self._shm.get(name)
+        if whole is None:
             if len(self._shm) > 4 * self.config.workers:  # replaced workers' buffers: drop maps
                 self._shm.clear()
-            lo = self.config.offset
-            view = shm.attach(name)[lo : lo + self.config.size]
-            self._shm[name] = view
-        return view
+            whole = self._shm[name] = shm.attach(name)
+        return whole
+
+    def _shared(self, name: str) -> np.ndarray:
+        """This shard's slice of a worker's shared buffer."""
+        lo = self.config.offset
+        return self._mapped(name)[lo : lo + self.config.size]
+
+    def _shared_buffers(self, name: str) -> np.ndarray:
+        """This shard's buffers in a worker's shared buffer (empty for all but shard 0)."""
+        lo = self.config.buffer_offset
+        return self._mapped(name)[lo : lo + self.config.buffers]
 
     # -- writes ------------------------------------------------------------------------------
-    def push(self, push: Push, grad: Any = None, shm_grads: str | None = None) -> str:
+    def push(
+        self,
+        push: Push,
+        grad: Any = None,
+        shm_grads: str | None = None,
+        buffers: np.ndarray | None = None,
+    ) -> str:
         """Offer a worker's gradient: ``grad`` is a float32 array or a compressed payload; with
-        ``shm_grads`` it is read from that shared buffer of the worker (its slice, in place).
+        ``shm_grads`` it is read from that shared buffer of the worker (its slice, in place),
+        and so are its buffers' values (else ``buffers``).
 
         Returns one of ``applied``, ``accumulated`` (sync, waiting for the step's other workers),
         ``duplicate``, ``rejected`` (non-finite), ``stopped``.
@@ -268,7 +306,7 @@ class ShardCore:
             return DUPLICATE
         self.last_seq[worker] = seq
         if shm_grads is not None:
-            grad = self._shared(shm_grads)
+            grad, buffers = self._shared(shm_grads), self._shared_buffers(shm_grads)
         shape = payload_shape(grad)
         if shape != tuple(self.params.shape):
             raise ValueError(
@@ -284,6 +322,7 @@ class ShardCore:
             return STOPPED
         finite = _finite_norm(push.grad_norm) and _all_finite(grad)
         self._count(push, finite)
+        self._take_buffers(buffers)
         self.gate.tick(worker, seq)
         if self.config.mode == "sync":
             if finite:
@@ -300,6 +339,16 @@ class ShardCore:
             np.copyto(self.grad_buf.numpy(), grad)
         self._apply(self.grad_buf, push.grad_norm if self.config.shards > 1 else None)
         return APPLIED
+
+    def _take_buffers(self, values: np.ndarray | None) -> None:
+        """A worker's buffers: summed for the sync step's average, or (async) the latest."""
+        if not self.config.buffers or values is None or not _all_finite(values):
+            return
+        if self.config.mode == "sync":
+            self._buffer_sum.add_(torch.from_numpy(np.asarray(values)))
+            self._buffer_count += 1
+        else:
+            self.buffers.copy_(torch.from_numpy(np.asarray(values)))
 
     def _count(self, push: Push, finite: bool) -> None:
         if finite:
@@ -321,7 +370,12 @@ class ShardCore:
         self._sync_steps += 1
         if self._before_step is not None:
             self._before_step.copy_(self.params)
+            self._buffers_before_step.copy_(self.buffers)
             self._version_before_step = self.version
+        if self._buffer_count:
+            torch.div(self._buffer_sum, self._buffer_count, out=self.buffers)
+            self._buffer_sum.zero_()
+            self._buffer_count = 0
         if self._acc_count == 0:  # every gradient of this step was rejected: skip the update
             self.skipped += 1
             return REJECTED
@@ -354,7 +408,12 @@ class ShardCore:
         ckpt_due = bool(cfg.checkpoint_every) and v % cfg.checkpoint_every == 0
         if not (eval_due or ckpt_due):
             return
-        snap: dict[str, Any] = {"version": v, "params": self.params.numpy().copy(), "lr": self.lr}
+        snap: dict[str, Any] = {
+            "version": v,
+            "params": self.params.numpy().copy(),
+            "buffers": self.buffers.numpy().copy(),
+            "lr": self.lr,
+        }
         if ckpt_due:
             snap["state"] = self.state_dict()
         self.snapshots[v] = snap
@@ -371,7 +430,11 @@ class ShardCore:
 
     def final(self) -> dict[str, Any]:
         """Parameters and version at the end of training."""
-        return {"version": self.version, "params": self.params.numpy().copy()}
+        return {
+            "version": self.version,
+            "params": self.params.numpy().copy(),
+            "buffers": self.buffers.numpy().copy(),
+        }
 
     def stats(self) -> ShardStats:
         return ShardStats(
@@ -420,11 +483,12 @@ class ParameterShard:
         self,
         config: ShardConfig,
         params: np.ndarray,
+        buffers: np.ndarray | None = None,
         restore: dict[str, Any] | None = None,
         num_threads: int = 1,
     ) -> None:
         torch.set_num_threads(max(1, num_threads))
-        self.core = ShardCore(config, params)
+        self.core = ShardCore(config, params, buffers)
         if restore is not None:
             self.core.load_state_dict(restore)
         self._changed: asyncio.Condition | None = None
@@ -445,8 +509,14 @@ class ParameterShard:
             await cond.wait_for(lambda: self.core.may_pull(clock))
         return self.core.read(clock, shm_params)
 
-    async def push(self, push: Push, grad: Any = None, shm_grads: str | None = None) -> str:
-        status = self.core.push(push, grad, shm_grads)
+    async def push(
+        self,
+        push: Push,
+        grad: Any = None,
+        shm_grads: str | None = None,
+        buffers: np.ndarray | None = None,
+    ) -> str:
+        status = self.core.push(push, grad, shm_grads, buffers)
         await self._notify()
         return status
 

@@ -1,3 +1,4 @@
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -47,7 +48,7 @@ class JobSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., seed: _Optional[int] = ..., data: _Optional[_Union[DataSpec, _Mapping]] = ..., model: _Optional[_Union[ModelSpec, _Mapping]] = ..., optimizer: _Optional[_Union[OptimizerSpec, _Mapping]] = ..., regularization: _Optional[_Union[RegularizationSpec, _Mapping]] = ..., training: _Optional[_Union[TrainingSpec, _Mapping]] = ..., ps: _Optional[_Union[PsSpec, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointSpec, _Mapping]] = ...) -> None: ...
 
 class DataSpec(_message.Message):
-    __slots__ = ("source", "target", "n_samples", "n_features", "n_classes", "noise", "validation_split", "test_split", "shuffle", "normalize")
+    __slots__ = ("source", "target", "n_samples", "n_features", "n_classes", "noise", "validation_split", "test_split", "shuffle", "normalize", "layout", "sequence_length")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     N_SAMPLES_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +59,8 @@ class DataSpec(_message.Message):
     TEST_SPLIT_FIELD_NUMBER: _ClassVar[int]
     SHUFFLE_FIELD_NUMBER: _ClassVar[int]
     NORMALIZE_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_LENGTH_FIELD_NUMBER: _ClassVar[int]
     source: str
     target: str
     n_samples: int
@@ -68,7 +71,9 @@ class DataSpec(_message.Message):
     test_split: float
     shuffle: bool
     normalize: str
-    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., n_samples: _Optional[int] = ..., n_features: _Optional[int] = ..., n_classes: _Optional[int] = ..., noise: _Optional[float] = ..., validation_split: _Optional[float] = ..., test_split: _Optional[float] = ..., shuffle: _Optional[bool] = ..., normalize: _Optional[str] = ...) -> None: ...
+    layout: str
+    sequence_length: int
+    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., n_samples: _Optional[int] = ..., n_features: _Optional[int] = ..., n_classes: _Optional[int] = ..., noise: _Optional[float] = ..., validation_split: _Optional[float] = ..., test_split: _Optional[float] = ..., shuffle: _Optional[bool] = ..., normalize: _Optional[str] = ..., layout: _Optional[str] = ..., sequence_length: _Optional[int] = ...) -> None: ...
 
 class Activation(_message.Message):
     __slots__ = ("type", "negative_slope", "pieces")
@@ -95,7 +100,7 @@ class Init(_message.Message):
     def __init__(self, type: _Optional[str] = ..., mean: _Optional[float] = ..., std: _Optional[float] = ..., low: _Optional[float] = ..., high: _Optional[float] = ...) -> None: ...
 
 class Layer(_message.Message):
-    __slots__ = ("type", "units", "activation", "init", "bias_init", "bias", "rate")
+    __slots__ = ("type", "units", "activation", "init", "bias_init", "bias", "rate", "filters", "kernel_size", "stride", "padding", "dilation", "groups", "pool_size", "momentum", "eps", "input_dim", "output_dim", "layers", "bidirectional", "return_sequences")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     UNITS_FIELD_NUMBER: _ClassVar[int]
     ACTIVATION_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +108,20 @@ class Layer(_message.Message):
     BIAS_INIT_FIELD_NUMBER: _ClassVar[int]
     BIAS_FIELD_NUMBER: _ClassVar[int]
     RATE_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    STRIDE_FIELD_NUMBER: _ClassVar[int]
+    PADDING_FIELD_NUMBER: _ClassVar[int]
+    DILATION_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    POOL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MOMENTUM_FIELD_NUMBER: _ClassVar[int]
+    EPS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_DIM_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_DIM_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    BIDIRECTIONAL_FIELD_NUMBER: _ClassVar[int]
+    RETURN_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     type: str
     units: int
     activation: Activation
@@ -110,17 +129,39 @@ class Layer(_message.Message):
     bias_init: Init
     bias: bool
     rate: float
-    def __init__(self, type: _Optional[str] = ..., units: _Optional[int] = ..., activation: _Optional[_Union[Activation, _Mapping]] = ..., init: _Optional[_Union[Init, _Mapping]] = ..., bias_init: _Optional[_Union[Init, _Mapping]] = ..., bias: _Optional[bool] = ..., rate: _Optional[float] = ...) -> None: ...
+    filters: int
+    kernel_size: _containers.RepeatedScalarFieldContainer[int]
+    stride: _containers.RepeatedScalarFieldContainer[int]
+    padding: str
+    dilation: _containers.RepeatedScalarFieldContainer[int]
+    groups: int
+    pool_size: _containers.RepeatedScalarFieldContainer[int]
+    momentum: float
+    eps: float
+    input_dim: int
+    output_dim: int
+    layers: int
+    bidirectional: bool
+    return_sequences: bool
+    def __init__(self, type: _Optional[str] = ..., units: _Optional[int] = ..., activation: _Optional[_Union[Activation, _Mapping]] = ..., init: _Optional[_Union[Init, _Mapping]] = ..., bias_init: _Optional[_Union[Init, _Mapping]] = ..., bias: _Optional[bool] = ..., rate: _Optional[float] = ..., filters: _Optional[int] = ..., kernel_size: _Optional[_Iterable[int]] = ..., stride: _Optional[_Iterable[int]] = ..., padding: _Optional[str] = ..., dilation: _Optional[_Iterable[int]] = ..., groups: _Optional[int] = ..., pool_size: _Optional[_Iterable[int]] = ..., momentum: _Optional[float] = ..., eps: _Optional[float] = ..., input_dim: _Optional[int] = ..., output_dim: _Optional[int] = ..., layers: _Optional[int] = ..., bidirectional: _Optional[bool] = ..., return_sequences: _Optional[bool] = ...) -> None: ...
 
 class ModelSpec(_message.Message):
-    __slots__ = ("layers", "loss", "init_from")
+    __slots__ = ("layers", "loss", "init_from", "module", "kwargs", "code", "loss_fn")
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     LOSS_FIELD_NUMBER: _ClassVar[int]
     INIT_FROM_FIELD_NUMBER: _ClassVar[int]
+    MODULE_FIELD_NUMBER: _ClassVar[int]
+    KWARGS_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FN_FIELD_NUMBER: _ClassVar[int]
     layers: _containers.RepeatedCompositeFieldContainer[Layer]
     loss: str
     init_from: str
-    def __init__(self, layers: _Optional[_Iterable[_Union[Layer, _Mapping]]] = ..., loss: _Optional[str] = ..., init_from: _Optional[str] = ...) -> None: ...
+    module: str
+    kwargs: _struct_pb2.Struct
+    code: str
+    loss_fn: str
+    def __init__(self, layers: _Optional[_Iterable[_Union[Layer, _Mapping]]] = ..., loss: _Optional[str] = ..., init_from: _Optional[str] = ..., module: _Optional[str] = ..., kwargs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., code: _Optional[str] = ..., loss_fn: _Optional[str] = ...) -> None: ...
 
 class Schedule(_message.Message):
     __slots__ = ("type", "step_size", "gamma", "t_max", "min_lr", "warmup_steps")
@@ -375,14 +416,16 @@ class JobEvent(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., time: _Optional[float] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., evaluation: _Optional[_Union[Evaluation, _Mapping]] = ..., finished: _Optional[_Union[Job, _Mapping]] = ..., total_steps: _Optional[int] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("spec", "job_id", "resume")
+    __slots__ = ("spec", "job_id", "resume", "code_archive")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RESUME_FIELD_NUMBER: _ClassVar[int]
+    CODE_ARCHIVE_FIELD_NUMBER: _ClassVar[int]
     spec: JobSpec
     job_id: str
     resume: bool
-    def __init__(self, spec: _Optional[_Union[JobSpec, _Mapping]] = ..., job_id: _Optional[str] = ..., resume: _Optional[bool] = ...) -> None: ...
+    code_archive: bytes
+    def __init__(self, spec: _Optional[_Union[JobSpec, _Mapping]] = ..., job_id: _Optional[str] = ..., resume: _Optional[bool] = ..., code_archive: _Optional[bytes] = ...) -> None: ...
 
 class SubmitJobResponse(_message.Message):
     __slots__ = ("job",)
@@ -467,10 +510,12 @@ class ResumeJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class ExportModelRequest(_message.Message):
-    __slots__ = ("job_id",)
+    __slots__ = ("job_id", "format")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
-    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+    format: str
+    def __init__(self, job_id: _Optional[str] = ..., format: _Optional[str] = ...) -> None: ...
 
 class ExportModelResponse(_message.Message):
     __slots__ = ("chunk",)

@@ -135,7 +135,7 @@ class TrainingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ExportModel(self, request, context):
-        """ExportModel streams the trained model.pt of a succeeded job.
+        """ExportModel streams the trained model of a succeeded job (model.pt, or model.pt2).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -32,7 +32,11 @@ class Service:
 
 @contextlib.contextmanager
 def start_service(
-    root: Path, max_queue: int = 100, token: str | None = TOKEN, metrics: bool = False
+    root: Path,
+    max_queue: int = 100,
+    token: str | None = TOKEN,
+    metrics: bool = False,
+    allow_user_code: bool = False,
 ):
     """A service in ``root`` (store ``jobs.db``, data ``data/``, runs ``runs/``); with
     ``metrics`` its /metrics endpoint on a free port."""
@@ -45,6 +49,7 @@ def start_service(
         data_root=root / "data",
         token=token,
         max_queue=max_queue,
+        allow_user_code=allow_user_code,
     )
     with run_service(config) as running:
         url = f"http://127.0.0.1:{running.metrics_port}/metrics" if metrics else None

@@ -46,10 +46,13 @@ def _spec_paths(model: type[BaseModel], prefix: str = "") -> set[str]:
         path = f"{prefix}{name}"
         kinds = [a for a in getattr(info.annotation, "__args__", ()) or (info.annotation,)]
         nested = [k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)]
-        if name == "layers":
-            from ps.spec import DenseLayer, DropoutLayer
+        if path == "model.layers":
+            from typing import get_args
 
-            out |= {f"{path}.{p}" for m in (DenseLayer, DropoutLayer) for p in _spec_paths(m)}
+            from ps.spec import Layer
+
+            kinds = get_args(get_args(Layer)[0])  # the union inside Annotated[..., Field]
+            out |= {f"{path}.{p}" for m in kinds for p in _spec_paths(m)}
         elif name == "optimizer":
             hypers = {h.name for rule in RULES.values() for h in rule.hypers}
             out |= {f"{path}.{h}" for h in hypers | {"name", "lr", "clip_grad_norm"}}
@@ -70,7 +73,11 @@ def _proto_paths(descriptor, prefix: str = "") -> set[str]:
     out = set()
     for f in descriptor.fields:
         path = f"{prefix}{f.name}"
-        if f.type == FieldDescriptor.TYPE_MESSAGE:
+        if f.type == FieldDescriptor.TYPE_MESSAGE and f.message_type.full_name.startswith(
+            "google.protobuf."
+        ):
+            out.add(path)  # a well-known type (Struct: model.kwargs) is one field
+        elif f.type == FieldDescriptor.TYPE_MESSAGE:
             out |= _proto_paths(f.message_type, f"{path}.")
         else:
             out.add(path)
@@ -156,6 +163,54 @@ def test_a_spec_with_every_field_set_round_trips_through_proto():
     ):
         s = parse_spec({**FULL, "optimizer": optimizer})
         assert proto_to_spec(spec_to_proto(s)) == s
+    for model in MODELS:
+        s = parse_spec({**FULL, "model": model, "data": {"layout": "image"}})
+        assert proto_to_spec(spec_to_proto(s)) == s
+
+
+MODELS = [
+    {
+        "layers": [
+            {
+                "type": "conv2d",
+                "filters": 4,
+                "kernel_size": [3, 2],
+                "stride": 2,
+                "padding": 1,
+                "dilation": [1, 2],
+                "groups": 1,
+                "activation": "relu",
+                "init": "he_normal",
+                "bias": False,
+            },
+            {"type": "conv1d", "filters": 3, "kernel_size": 5, "padding": "same"},
+            {"type": "max_pool2d", "pool_size": [2, 1], "stride": 1},
+            {"type": "avg_pool1d", "pool_size": 3},
+            {"type": "batch_norm", "momentum": 0.2, "eps": 0.001},
+            {"type": "layer_norm", "eps": 0.01},
+            {"type": "embedding", "input_dim": 100, "output_dim": 8},
+            {
+                "type": "gru",
+                "units": 7,
+                "layers": 2,
+                "bidirectional": True,
+                "return_sequences": True,
+            },
+            {"type": "lstm", "units": 5},
+            {"type": "global_avg_pool"},
+            {"type": "flatten"},
+            {"type": "dense", "units": 3},
+        ],
+        "loss_fn": "pkg.losses:focal",
+        "code": "src",
+    },
+    {
+        "module": "pkg.nets:build",
+        "kwargs": {"width": 32, "rate": 0.5, "name": "x", "sizes": [1, 2], "deep": {"a": True}},
+        "code": "src",
+        "loss": "bce",
+    },
+]
 
 
 def test_domain_errors_map_to_status_codes():

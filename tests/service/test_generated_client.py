@@ -46,14 +46,17 @@ CLIENT = textwrap.dedent(
 
 
 def test_client_generated_from_proto_alone(service, tmp_path):
+    import grpc_tools
     from grpc_tools import protoc
 
     proto_dir = ROOT / "proto" / "ps" / "v1"
+    well_known = Path(grpc_tools.__file__).parent / "_proto"  # every protoc ships these
     assert (
         protoc.main(
             [
                 "protoc",
                 f"-I{proto_dir}",
+                f"-I{well_known}",
                 f"--python_out={tmp_path}",
                 f"--grpc_python_out={tmp_path}",
                 "training.proto",

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from ps.errors import SpecError
-from ps.spec import DataSpec
+from ps.spec import DataSpec, parse_spec
 from workers.data import batches_per_epoch, epoch_batches, load_dataset, resolve_path, worker_rows
 
 
 def test_digits_split_sizes_and_standardization_uses_training_rows_only():
     d = load_dataset(DataSpec(source="digits"), "cross_entropy", seed=0)
     assert (len(d.x_train), len(d.x_val), len(d.x_test)) == (1258, 180, 359)
-    assert d.n_features == 64 and d.n_outputs == 10
+    assert d.inputs.shape == (64,) and d.n_outputs == 10
     np.testing.assert_allclose(d.x_train.mean(0), 0, atol=1e-5)
     assert not np.allclose(d.x_test.mean(0), 0, atol=1e-3)  # test rows did not set the statistics
 
@@ -88,7 +88,7 @@ def test_minmax_and_synthetic_sources():
     assert d.x_train.min() == pytest.approx(0) and d.x_train.max() == pytest.approx(1)
     assert d.n_outputs == 3
     r = load_dataset(DataSpec(source="synthetic-regression", n_samples=300, n_features=4), "mse", 0)
-    assert r.y_train.shape[1] == 1 and r.n_features == 4
+    assert r.y_train.shape[1] == 1 and r.inputs.shape == (4,)
 
 
 def test_shards_are_disjoint_equal_and_cover_everything():
@@ -123,3 +123,45 @@ def test_targets_must_fit_the_loss(tmp_path):
     np.savez(tmp_path / "three.npz", X=np.zeros((12, 2)), y=np.arange(12) % 3)
     with pytest.raises(SpecError, match="'bce' needs exactly 2 classes"):
         load_dataset(DataSpec(source=str(tmp_path / "three.npz")), "bce", 0)
+
+
+def test_digits_as_images_are_normalized_per_channel():
+    d = load_dataset(DataSpec(source="digits", layout="image"), "cross_entropy", seed=0)
+    assert d.x_train.shape[1:] == (1, 8, 8) and d.inputs.shape == (1, 8, 8)
+    assert d.shift.shape == (1, 1, 1)  # one channel: one mean over every pixel
+    assert abs(float(d.x_train.mean())) < 1e-4 and abs(float(d.x_train.std()) - 1) < 1e-3
+    table = load_dataset(DataSpec(source="digits"), "cross_entropy", seed=0)
+    np.testing.assert_array_equal(d.y_train, table.y_train)  # the same split
+
+
+def test_npz_layouts_images_sequences_and_tokens(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 2
+    np.savez(tmp_path / "gray.npz", X=rng.random((40, 6, 5)), y=y)
+    np.savez(tmp_path / "rgb.npz", X=rng.random((40, 3, 4, 4)), y=y)
+    np.savez(tmp_path / "tokens.npz", X=rng.integers(0, 9, (40, 7)), y=y)
+    load = lambda name, **kw: load_dataset(  # noqa: E731
+        DataSpec(source=str(tmp_path / name), **kw), "cross_entropy", seed=0
+    )
+    assert load("gray.npz").inputs.shape == (1, 6, 5)  # rank 3 is an image by default
+    assert load("gray.npz", layout="sequence").inputs.shape == (6, 5)
+    assert load("rgb.npz").shift.shape == (3, 1, 1)  # per channel
+    tokens = load("tokens.npz", layout="sequence")
+    assert tokens.inputs.tokens and tokens.x_train.dtype == np.int64 and tokens.shift is None
+    with pytest.raises(SpecError, match="data.layout"):
+        load("rgb.npz", layout="sequence")
+
+
+def test_the_adding_problem():
+    d = load_dataset(
+        DataSpec(source="synthetic-adding", n_samples=200, sequence_length=9, normalize="none"),
+        "mse",
+        seed=3,
+    )
+    x, y = d.x_train, d.y_train[:, 0]
+    assert x.shape[1:] == (9, 2) and (x[:, :, 1].sum(1) == 2).all()
+    np.testing.assert_allclose((x[:, :, 0] * x[:, :, 1]).sum(1), y, rtol=1e-6)
+    with pytest.raises(SpecError, match="synthetic-adding is a sequence"):
+        parse_spec(
+            {"data": {"source": "synthetic-adding", "layout": "image"}, "model": {"module": "m:f"}}
+        )

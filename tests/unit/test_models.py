@@ -10,7 +10,8 @@ from ps.optim import build
 from ps.spec import ACTIVATIONS, INITIALIZERS, ModelSpec
 from workers.evaluation import loss_fn
 from workers.flat import FlatModel
-from workers.models import build_network, load_model, save_model
+from workers.layers import Input
+from workers.models import Normalizer, TrainedModel, build_network, load_model, save_model
 
 
 def _model(activation, init="glorot_uniform", extra=()):
@@ -27,7 +28,7 @@ def _model(activation, init="glorot_uniform", extra=()):
 
 def _train_step_and_round_trip(spec: ModelSpec, tmp_path):
     torch.manual_seed(0)
-    net = build_network(spec, 5, 3)
+    net = build_network(spec, Input((5,)), 3)
     flat = FlatModel(net)
     before = flat.params.clone()
     x, y = torch.randn(16, 5), torch.randint(0, 3, (16,))
@@ -37,7 +38,8 @@ def _train_step_and_round_trip(spec: ModelSpec, tmp_path):
     opt.step(flat.params, flat.gradient().clone(), opt.init(flat.params))
     assert not torch.equal(flat.params, before), "a training step must change the parameters"
     shift, scale = torch.full((5,), 0.5), torch.full((5,), 2.0)
-    save_model(tmp_path / "model.pt", spec, net, 5, 3, shift, scale, [0, 1, 2])
+    trained = TrainedModel(net, Normalizer(shift, scale), "cross_entropy", [0, 1, 2], Input((5,)))
+    save_model(tmp_path / "model.pt", spec, trained, 3)
     loaded = load_model(tmp_path / "model.pt")
     assert not loaded.training
     net.eval()
@@ -76,7 +78,7 @@ def test_activation_and_initializer_parameters_are_used():
             ]
         }
     )
-    net = build_network(spec, 3, 2)
+    net = build_network(spec, Input((3,)), 2)
     assert net[0].weight.shape == (12, 3)  # 4 units × 3 pieces
     assert abs(float(net[0].weight.detach().mean()) - 1.0) < 0.01
     assert net[3].negative_slope == 0.2
@@ -85,7 +87,7 @@ def test_activation_and_initializer_parameters_are_used():
 
 def test_dropout_and_orthogonal(tmp_path):
     spec = _model("tanh", "orthogonal", extra=({"type": "dropout", "rate": 0.3},))
-    net = build_network(spec, 6, 3)
+    net = build_network(spec, Input((6,)), 3)
     w = net[0].weight.detach()
     torch.testing.assert_close(w @ w.T, torch.eye(6), atol=1e-5, rtol=0)
     _train_step_and_round_trip(
@@ -95,7 +97,7 @@ def test_dropout_and_orthogonal(tmp_path):
 
 def test_output_units_must_match_the_data():
     with pytest.raises(SpecError, match=r"model.layers.1.units: must be 4"):
-        build_network(_model("relu"), 5, 4)
+        build_network(_model("relu"), Input((5,)), 4)
 
 
 def test_load_model_refuses_other_files(tmp_path):

@@ -1,0 +1,218 @@
+"""The job spec: one validated model of ``shared/JOBSPEC.md``.
+
+YAML, JSON, the gRPC ``JobSpec`` message and Python dicts all go through :func:`parse_spec`.
+Unknown keys and bad values are rejected with the key path and the allowed choices or range
+(:class:`ps.errors.SpecError`), before anything starts. The optimizer and regularization sections
+are checked by :mod:`ps.optim` (one source of truth for hyperparameters).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from ps.errors import SpecError, clip
+from ps.optim import resolve_optimizer, resolve_regularization
+from ps.spec.base import MAX_NAME_CHARS, _plain_text, _Strict
+from ps.spec.data import BUNDLED_SOURCES, FILE_SUFFIXES, DataSpec
+from ps.spec.model import (
+    ACTIVATIONS,
+    INITIALIZERS,
+    Activation,
+    DenseLayer,
+    DropoutLayer,
+    Init,
+    Layer,
+    ModelSpec,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "BUNDLED_SOURCES",
+    "FILE_SUFFIXES",
+    "INITIALIZERS",
+    "Activation",
+    "DataSpec",
+    "DenseLayer",
+    "DropoutLayer",
+    "Init",
+    "JobSpec",
+    "Layer",
+    "ModelSpec",
+    "load_spec",
+    "parse_spec",
+]
+MAX_REPORTED_PROBLEMS = 10
+
+
+class EarlyStopping(_Strict):
+    monitor: Literal["val_loss", "val_accuracy", "train_loss"] = "val_loss"
+    patience: Annotated[int, Field(ge=1)] = 5
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+    restore_best: bool = True
+
+
+class Resources(_Strict):
+    num_cpus: Annotated[float, Field(ge=0, le=1024)] = 1.0
+    num_gpus: Annotated[float, Field(ge=0, le=64)] = 0.0
+
+
+class TrainingSpec(_Strict):
+    workers: Annotated[int, Field(ge=1, le=1024)] = 2
+    mode: Literal["sync", "async", "ssp"] = "sync"
+    staleness: Annotated[int, Field(ge=0, le=10_000)] = 2
+    batch_size: Annotated[int, Field(ge=1)] = 64
+    epochs: Annotated[int, Field(ge=1, le=100_000)] = 10
+    max_steps: Annotated[int, Field(ge=0)] | None = None
+    eval_every_steps: Annotated[int, Field(ge=1)] | None = None
+    early_stopping: EarlyStopping | None = None
+    worker_resources: Resources = Resources()
+    max_failures: Annotated[int, Field(ge=0, le=1000)] = 3
+    compression: Literal["none", "fp16", "bf16", "topk"] = "none"
+    transport: Literal["auto", "object_store"] = "auto"
+    topk_ratio: Annotated[float, Field(gt=0, le=1)] = 0.01
+    divergence_threshold: Annotated[int, Field(ge=1)] = 20
+
+
+class PSSpec(_Strict):
+    shards: Annotated[int, Field(ge=1, le=256)] = 1
+    resources: Resources = Resources(num_cpus=0.0)
+    max_params: Annotated[int, Field(ge=1, le=10_000_000_000)] = 100_000_000
+
+
+class CheckpointSpec(_Strict):
+    every_steps: Annotated[int, Field(ge=1)] = 200
+    keep: Annotated[int, Field(ge=1, le=1000)] = 3
+
+
+class JobSpec(_Strict):
+    """A validated job spec with every default filled in."""
+
+    name: str | None = None
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+
+    @field_validator("name")
+    @classmethod
+    def _name_text(cls, v: str | None) -> str | None:
+        return v if v is None else _plain_text(v, MAX_NAME_CHARS)
+
+    data: DataSpec = DataSpec()
+    model: ModelSpec
+    optimizer: dict[str, Any] = Field(
+        default_factory=lambda: {"name": "adam"}, validate_default=True
+    )
+    regularization: dict[str, Any] = Field(default_factory=dict, validate_default=True)
+    training: TrainingSpec = TrainingSpec()
+    ps: PSSpec = PSSpec()
+    checkpoint: CheckpointSpec = CheckpointSpec()
+
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _optimizer(cls, v: Any) -> dict[str, Any]:
+        if not isinstance(v, Mapping):
+            raise SpecError("optimizer", f"must be a mapping, got {type(v).__name__}")
+        return resolve_optimizer(v, defer_t_max=True)
+
+    @field_validator("regularization", mode="before")
+    @classmethod
+    def _regularization(cls, v: Any) -> dict[str, Any]:
+        if v is not None and not isinstance(v, Mapping):
+            raise SpecError("regularization", f"must be a mapping, got {type(v).__name__}")
+        return resolve_regularization(v)
+
+    @model_validator(mode="after")
+    def _monitor_has_data(self) -> JobSpec:
+        es = self.training.early_stopping
+        if es is not None and es.monitor.startswith("val_") and self.data.validation_split == 0:
+            raise SpecError(
+                "training.early_stopping.monitor",
+                f"{es.monitor!r} needs data.validation_split > 0 (or monitor train_loss)",
+            )
+        if self.model.loss == "mse" and es is not None and es.monitor == "val_accuracy":
+            raise SpecError(
+                "training.early_stopping.monitor", "val_accuracy is undefined for loss 'mse'"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON/YAML-safe), defaults included."""
+        return json.loads(self.model_dump_json())
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    # Discriminated unions add the tag (e.g. 'dense') to the location; it is not a key.
+    return ".".join(str(p) for p in loc if p not in ("dense", "dropout", "function-after"))
+
+
+def _describe(err: Mapping[str, Any]) -> tuple[str, str]:
+    ctx = err.get("ctx") or {}
+    cause = ctx.get("error")
+    if isinstance(cause, SpecError):
+        return cause.path, cause.message
+    path = _path(err["loc"])
+    if err["type"] == "extra_forbidden":
+        return path, "unknown field"
+    if err["type"] == "missing":
+        return path, "required field is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "union_tag_invalid":
+        expected = ctx.get("expected_tags", "")
+        return (
+            f"{path}.type" if path else "type",
+            f"unknown type {clip(ctx.get('tag'))} (choose from {expected})",
+        )
+    if len(msg) > 300:  # pydantic's messages may quote the input
+        msg = msg[:300] + "…"
+    return path, f"{msg} (got {clip(err.get('input'))})"
+
+
+def parse_spec(data: Mapping[str, Any] | JobSpec) -> JobSpec:
+    """Validate a spec given as plain data.
+
+    Raises:
+        SpecError: the first problem, with its key path (``optimizer.betas2: unknown field``);
+            ``SpecError.others`` lists any further ones.
+    """
+    if isinstance(data, JobSpec):
+        return data
+    if not isinstance(data, Mapping):
+        raise SpecError("", f"a job spec must be a mapping, got {type(data).__name__}")
+    try:
+        return JobSpec.model_validate(dict(data))
+    except ValidationError as exc:
+        problems = [_describe(e) for e in exc.errors()]
+        first = SpecError(*problems[0])
+        others = [f"{p}: {m}" for p, m in problems[1:]]
+        if len(others) > MAX_REPORTED_PROBLEMS:
+            hidden = len(others) - MAX_REPORTED_PROBLEMS
+            others = [*others[:MAX_REPORTED_PROBLEMS], f"... and {hidden} more"]
+        first.others = others
+        raise first from None
+    except SpecError:
+        raise
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read and validate a YAML or JSON spec file.
+
+    Raises:
+        SpecError: unreadable or unparsable file, or an invalid spec.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError("", f"cannot read spec {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise SpecError("", f"{path} is not valid YAML/JSON: {exc}") from None
+    return parse_spec(data if data is not None else {})

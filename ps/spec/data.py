@@ -1,0 +1,110 @@
+"""The ``data:`` section of a job spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ps.errors import SpecError, clip
+from ps.spec.base import MAX_NAME_CHARS, MAX_PATH_CHARS, MAX_SYNTHETIC_VALUES, _plain_text, _Strict
+
+BUNDLED_SOURCES = (
+    "digits",
+    "synthetic-classification",
+    "synthetic-regression",
+    "synthetic-adding",
+)
+LAYOUTS = ("table", "image", "sequence")
+FILE_SUFFIXES = (".npz", ".csv", ".parquet")
+
+
+class DataSpec(_Strict):
+    """Where the data comes from and how it is split and normalized."""
+
+    source: str = "digits"
+    target: str | None = None
+    n_samples: Annotated[int, Field(ge=10, le=100_000_000)] = 1000
+    n_features: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    n_classes: Annotated[int, Field(ge=2, le=1000)] = 2
+    noise: Annotated[float, Field(ge=0, le=1e6)] = 0.1
+    validation_split: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    test_split: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    shuffle: bool = True
+    normalize: Literal["standard", "minmax", "none"] = "standard"
+    layout: Literal[LAYOUTS] | None = None  # type: ignore[valid-type]
+    sequence_length: Annotated[int, Field(ge=2, le=10_000)] = 50
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, v: str) -> str:
+        _plain_text(v, MAX_PATH_CHARS)
+        if v in BUNDLED_SOURCES or Path(v).suffix.lower() in FILE_SUFFIXES:
+            return v
+        raise ValueError(
+            f"unknown source {clip(v)}: use one of {BUNDLED_SOURCES} or a path ending in "
+            f"{' / '.join(FILE_SUFFIXES)}"
+        )
+
+    @field_validator("target")
+    @classmethod
+    def _target_text(cls, v: str | None) -> str | None:
+        return v if v is None else _plain_text(v, MAX_NAME_CHARS)
+
+    @model_validator(mode="after")
+    def _splits_leave_training_data(self) -> DataSpec:
+        if self.validation_split + self.test_split >= 1:
+            raise SpecError(
+                "data.test_split",
+                f"validation_split + test_split must be < 1 "
+                f"(got {self.validation_split} + {self.test_split})",
+            )
+        if Path(self.source).suffix.lower() in (".csv", ".parquet") and not self.target:
+            raise SpecError("data.target", f"required for a {Path(self.source).suffix} source")
+        if self.source.startswith("synthetic-"):
+            self._check_synthetic()
+        fixed = {
+            "synthetic-classification": "table",
+            "synthetic-regression": "table",
+            "synthetic-adding": "sequence",
+            ".csv": "table",
+            ".parquet": "table",
+        }.get(self.source if self.source in BUNDLED_SOURCES else Path(self.source).suffix.lower())
+        if fixed and self.layout not in (None, fixed):
+            raise SpecError("data.layout", f"{self.source} is a {fixed}, not {self.layout!r}")
+        return self
+
+    def _check_synthetic(self) -> None:
+        width = self.sequence_length * 2 if self.source == "synthetic-adding" else self.n_features
+        values = self.n_samples * width
+        if values > MAX_SYNTHETIC_VALUES:
+            raise SpecError(
+                "data.n_samples",
+                f"{self.n_samples:,} samples × {width:,} values each = {values:,} values "
+                f"(≈{values * 8 / 2**30:,.1f} GiB while generated) exceeds the synthetic-data "
+                f"budget of {MAX_SYNTHETIC_VALUES:,} values",
+            )
+        if self.source == "synthetic-classification":
+            if self.n_features < 2:
+                raise SpecError(
+                    "data.n_features",
+                    f"synthetic-classification needs >= 2 (got {self.n_features})",
+                )
+            most = 2 ** (self.informative_features - 1)
+            if self.n_classes > most:
+                raise SpecError(
+                    "data.n_classes",
+                    f"synthetic-classification with {self.n_features} features supports at most "
+                    f"{most} classes (got {self.n_classes}); add features",
+                )
+
+    @property
+    def informative_features(self) -> int:
+        """Features that carry the classes in ``synthetic-classification`` (capped: scikit-learn
+        places the class clusters on the vertices of a hypercube of this dimension)."""
+        return max(2, min(self.n_features, self.n_features // 2 + 1, 30))
+
+    @property
+    def is_file(self) -> bool:
+        return self.source not in BUNDLED_SOURCES
