@@ -27,8 +27,9 @@ lint: setup
 system-deps:
 	@.ci/system-deps
 
+# Two xdist workers: the tests with clusters of their own beside the rest (tests/conftest.py).
 test: setup system-deps lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 # Every benchmark prints ratios against a baseline measured in the same run (see docs/benchmarks.md).
 bench: setup
@@ -37,6 +38,8 @@ bench: setup
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/time_to_accuracy.py
 	$(PY) benchmarks/scaling.py
+	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/profile_step.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -54,6 +54,7 @@ SUBMISSION_OUTCOMES = (
     "error",
 )
 REJECT_REASONS = ("non_finite", "duplicate", "stopped")
+LINK_KINDS = ("shm", "unix", "tcp", "ray", "ray-shm")
 WORKER_STATES = ("running", "finished")
 
 
@@ -121,6 +122,7 @@ class JobSeries:
     bytes_pushed: int = 0
     bytes_pulled: int = 0
     histograms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    links: dict[str, int] = field(default_factory=dict)
     ended_at: float | None = None
 
 
@@ -193,6 +195,7 @@ class JobTelemetry(Collector):
                 s.rejected = dict(f.rejected)
                 s.bytes_pushed, s.bytes_pulled = f.bytes_pushed, f.bytes_pulled
                 s.histograms = dict(f.histograms)
+                s.links = dict(f.links)
                 if f.learning_rate is not None:
                     s.learning_rate = f.learning_rate
 
@@ -278,6 +281,12 @@ def _labelled(jobs: list[JobSeries]) -> Iterator:
     workers = GaugeMetricFamily(
         "ps_job_workers", "Worker actors of the job by state.", labels=["job_id", "state"]
     )
+    links = GaugeMetricFamily(
+        "ps_job_links",
+        "Worker-shard links by kind: shm, unix, tcp (data-plane channels), ray, ray-shm "
+        "(Ray calls: the object_store setting, or a fallback where a channel could not be built).",
+        labels=["job_id", "kind"],
+    )
     rejected = CounterMetricFamily(
         "ps_gradients_rejected",
         "Gradients the shards refused, by reason.",
@@ -290,7 +299,9 @@ def _labelled(jobs: list[JobSeries]) -> Iterator:
             workers.add_metric([s.job_id, state], s.workers.get(state, 0))
         for reason in REJECT_REASONS:
             rejected.add_metric([s.job_id, reason], s.rejected.get(reason, 0))
-    yield from (norm, workers, rejected)
+        for kind in LINK_KINDS:
+            links.add_metric([s.job_id, kind], s.links.get(kind, 0))
+    yield from (norm, workers, rejected, links)
 
 
 class ServiceMetrics:

@@ -72,3 +72,21 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             "  (`make test` installs the missing system packages where it can: .ci/system-deps)"
         )
+
+
+# Tests that start Ray clusters or services of their own in subprocesses run on a second xdist
+# worker beside everything else (which shares one Ray runtime): `make test` runs both groups at
+# once (`-n 2 --dist loadgroup`), so their start-up waits overlap the rest of the suite.
+ISOLATED = (
+    "tests/deploy/test_local_cluster.py",
+    "tests/chaos/test_node_loss.py",
+    "tests/chaos/test_service_restart.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    for item in items:
+        path = str(item.path.relative_to(config.rootpath))
+        item.add_marker(pytest.mark.xdist_group("isolated" if path in ISOLATED else "shared"))

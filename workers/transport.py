@@ -1,49 +1,176 @@
-"""A worker's side of the parameter transport: pull every shard's slice, push gradient slices.
+"""A worker's end of the data plane: pull every shard's slice, push gradient slices.
 
-One place for the data path between a worker and the shards, used by the worker actor and by
-``benchmarks/transport.py``. Two paths behind the same calls:
+One place for the path between a worker and the shards, used by the worker actor and by the
+benchmarks. Per shard, one of three links, chosen once:
 
-- **same node** (``training.transport: auto``, the default): the worker's flat parameter and
-  gradient buffers live in /dev/shm; a shard on the same node copies its slice of the parameters
-  straight into the worker's parameter memory inside its pull handler, and reads its slice of the
-  gradient straight from the worker's gradient memory inside its push handler. The Ray calls carry
-  only small control messages: one memcpy each way, no object-store allocation.
-- **object store** (shards on other nodes, ``transport: object_store``, or compression): pulls
-  return the slice through Ray's object store, pushes send the (compressed) slice.
+- **shared memory** (same node, no compression): the worker's flat state and gradient live in
+  /dev/shm; a persistent Unix-domain socket carries only doorbells (push seq, pull clock,
+  acknowledgements). The shard reads its slice of the gradient from the worker's memory and
+  writes the parameters into it.
+- **stream** (across nodes, or with compression): the same messages over a persistent TCP
+  connection (a Unix socket on the same node), with the slices inline, read with ``recv_into``
+  straight into the flat buffers.
+- **Ray calls** (``training.transport: object_store``, or where a channel cannot be built): each
+  pull and push is an actor call through Ray's object store.
 
-Both are safe without locks: a worker writes its gradient only before a push and reads its
-parameters only after a pull returns, and a shard touches them only inside those calls.
+A step sends its push and the next pull together and then reads both answers: one round trip per
+step. No locks are needed: a worker writes its gradient only before a push and reads its
+parameters only after a pull is answered, and a shard touches the buffers only in between.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
+from typing import Any
 
 import numpy as np
 import ray
 import torch
 
+from ps.server import wire
 from ps.server.shard import Push
 from workers import shm
 from workers.compression import Compressor
 
+log = logging.getLogger(__name__)
+CONNECT_TIMEOUT_S = 30.0
+
+
+class _Link:
+    """How one shard is reached (see the module docstring)."""
+
+    kind = "ray"
+
+    def send(self, push: Push | None, payload: Any, buffers: np.ndarray, clock: int | None):
+        raise NotImplementedError
+
+    def ack(self) -> str | None:
+        """The shard's answer to the push sent (None: none was sent)."""
+        raise NotImplementedError
+
+    def state(self, state: np.ndarray, buffers: np.ndarray) -> dict | None:
+        """The shard's answer to the pull sent, its slice read into ``state`` and ``buffers``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class _RayLink(_Link):
+    """Actor calls through the object store (the fallback)."""
+
+    def __init__(self, shard: Any, worker: int, shm_state: str | None, shm_grads: str | None):
+        self.shard, self.worker = shard, worker
+        self.shm_state, self.shm_grads = shm_state, shm_grads
+        self.kind = "ray-shm" if shm_state else "ray"
+        self._push = self._pull = None
+        self._clock: int | None = None
+
+    def send(self, push, payload, buffers, clock):
+        self._push = None
+        if push is not None:
+            if self.shm_grads:
+                self._push = self.shard.push.remote(push, shm_grads=self.shm_grads)
+            else:
+                self._push = self.shard.push.remote(push, payload, buffers=buffers)
+        self._clock = clock
+
+    def ack(self):
+        return ray.get(self._push) if self._push is not None else None
+
+    def state(self, state, buffers):
+        if self._clock is None:
+            return None
+        # Sent only now, after the push was answered: an async actor may reorder calls.
+        reply = ray.get(self.shard.pull.remote(self.worker, self._clock, self.shm_state))
+        if not reply["stop"] and not self.shm_state:
+            np.copyto(state, reply["params"])
+            if buffers.size:
+                np.copyto(buffers, reply["buffers"])
+        return reply
+
+
+class _SocketLink(_Link):
+    """A persistent connection to the shard's channel server."""
+
+    def __init__(self, sock: socket.socket, shm_mode: bool, size: int, n_buffers: int) -> None:
+        self.sock, self.shm_mode = sock, shm_mode
+        self.kind = "shm" if shm_mode else ("tcp" if sock.family == socket.AF_INET else "unix")
+        self.size, self.n_buffers = size, n_buffers
+        self._pushed = self._pulled = False
+
+    def send(self, push, payload, buffers, clock):
+        self._pushed, self._pulled = push is not None, clock is not None
+        if push is not None:
+            kind, arrays = (0, []) if self.shm_mode else wire.encode_gradient(payload)
+            k = arrays[0].size if kind == wire.PAYLOAD_KINDS["topk"] else 0
+            norm = push.grad_norm
+            head = wire.TYPE.pack(wire.PUSH) + wire.PUSH_BODY.pack(
+                push.seq,
+                push.base_version,
+                push.base_min_clock,
+                0.0 if norm is None else norm,
+                int(norm is not None),
+                kind,
+                self.size,
+                k,
+            )
+            wire.send_arrays(self.sock, head, [] if self.shm_mode else [*arrays, buffers])
+        if clock is not None:
+            self.sock.sendall(wire.TYPE.pack(wire.PULL) + wire.PULL_BODY.pack(clock))
+
+    def ack(self):
+        if not self._pushed:
+            return None
+        _, code = wire.recv_struct(self.sock, wire.ACK_HEAD)
+        return wire.STATUSES[code]
+
+    def state(self, state, buffers):
+        if not self._pulled:
+            return None
+        _, stop, version, min_clock = wire.recv_struct(self.sock, wire.STATE_HEAD)
+        if not stop and not self.shm_mode:
+            wire.recv_arrays(self.sock, [state, buffers])
+        return {"stop": bool(stop), "version": version, "min_clock": min_clock}
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _connect(address, local: bool) -> socket.socket:
+    if local:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(CONNECT_TIMEOUT_S)
+        sock.connect(address.unix_name)
+    else:
+        sock = socket.create_connection((address.host, address.port), CONNECT_TIMEOUT_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(None)
+    return sock
+
 
 class ShardClient:
-    """Pull/push for worker ``worker`` against ``shards`` split by ``plan``.
+    """Pull/push for worker ``worker`` against ``shards``.
 
     Args:
         worker: the worker's index (the shards gate and dedupe by it).
-        shards: shard actor handles, in plan order.
+        shards: shard actor handles, in slice order.
         param_slices: each shard's [lo, hi) slice of the flat parameters.
         n_params / n_buffers: the flat state vector is the parameters, then the model's float
             buffers (kept by shard 0).
-        job_id: names the shared-memory files (``ps-<job_id>-...``) for cleanup by prefix.
-        transport: ``auto`` (shared memory with shards on this node) or ``object_store``.
-        compression / topk_ratio: the spec's gradient compression (object-store path only).
+        job_id: names the shared-memory files (``ps-<job_id>+...``) for cleanup by prefix.
+        transport: ``auto`` / ``stream`` (channels) or ``object_store`` (Ray calls).
+        compression / topk_ratio: the spec's gradient compression (stream links and Ray calls).
+        token: the job's data-plane secret.
+        shared_memory: use shared memory with shards on this node (off: the slices travel
+            inline even there; for measurements).
 
     Attributes:
         state / grads: the worker's flat buffers (parameters then buffers; gradient then the
             buffers' values to push); build the model's views on them.
+        links: each shard's link kind (``shm``, ``unix``, ``tcp``, ``ray``, ``ray-shm``).
     """
 
     def __init__(
@@ -57,75 +184,115 @@ class ShardClient:
         transport: str = "auto",
         compression: str = "none",
         topk_ratio: float = 0.01,
+        token: bytes | None = None,
+        shared_memory: bool = True,
     ) -> None:
         self.worker = worker
-        self.shards = shards
         self.n_params = n_params
         self.param_slices = tuple(param_slices)
         self.compressors = [
             Compressor(compression, hi - lo, topk_ratio) for lo, hi in self.param_slices
         ]
+        here = ray.get_runtime_context().get_node_id()
+        addresses = ray.get([s.channel.remote() for s in shards])
+        nodes = ray.get([s.node.remote() for s in shards])
+        local = [node == here for node in nodes]
+        use_shm = shared_memory and compression == "none" and shm.available() and any(local)
         self._names: list[str] = []
-        local = [False] * len(shards)
-        if transport == "auto" and compression == "none" and shm.available():
-            here = ray.get_runtime_context().get_node_id()
-            local = [node == here for node in ray.get([s.node.remote() for s in shards])]
-        self.local = local
-        if any(local):
+        n = n_params + n_buffers
+        if use_shm:
             base = f"{shm.prefix(job_id)}w{worker}-{os.getpid()}-{id(self):x}"
-            self._names = [f"{base}-params", f"{base}-grads"]
+            self._names = [f"{base}-state", f"{base}-grads"]
             try:
-                self.state = torch.from_numpy(shm.create(self._names[0], n_params + n_buffers))
-                self.grads = torch.from_numpy(shm.create(self._names[1], n_params + n_buffers))
+                self.state = torch.from_numpy(shm.create(self._names[0], n))
+                self.grads = torch.from_numpy(shm.create(self._names[1], n))
             except OSError:
                 self.close()
                 raise
         else:
-            self.state = torch.zeros(n_params + n_buffers)
-            self.grads = torch.zeros(n_params + n_buffers)
-        self._state_np = self.state.numpy()
+            self.state, self.grads = torch.zeros(n), torch.zeros(n)
+        self._state_np, self._grads_np = self.state.numpy(), self.grads.numpy()
+        self._no_buffers = np.empty(0, np.float32)
+        self.links = [
+            self._link(i, shard, address, is_local and use_shm, is_local, transport, token)
+            for i, (shard, address, is_local) in enumerate(
+                zip(shards, addresses, local, strict=True)
+            )
+        ]
+
+    def _link(self, i, shard, address, shared, local, transport, token) -> _Link:
+        shm_state, shm_grads = self._names if shared else (None, None)
+        if transport in ("auto", "stream") and address is not None and token:
+            lo, hi = self.param_slices[i]
+            try:
+                sock = _connect(address, local)
+                wire.send_hello(sock, wire.Hello(self.worker, token, shm_state, shm_grads))
+                return _SocketLink(sock, shared, hi - lo, self._buffer_count(i))
+            except OSError as exc:
+                log.warning(
+                    "worker %d: no data-plane channel to shard %d (%s); using Ray calls",
+                    self.worker,
+                    i,
+                    exc,
+                )
+        return _RayLink(shard, self.worker, shm_state, shm_grads)
+
+    def _buffer_count(self, i: int) -> int:
+        return self.state.numel() - self.n_params if i == 0 else 0
+
+    @property
+    def kinds(self) -> list[str]:
+        return [link.kind for link in self.links]
 
     def close(self) -> None:
-        """Remove this client's shared-memory files (the shards' mappings stay valid)."""
+        """Close the links and remove this client's shared-memory files (the shards' mappings
+        stay valid)."""
+        for link in self.links:
+            link.close()
         for name in self._names:
             shm.unlink(name)
 
     def pull(self, clock: int) -> tuple[int, int] | None:
-        """Wait for the gate, bring the parameters in; (oldest version, slowest clock), or None
+        """Bring the parameters for step ``clock`` in: (oldest version, slowest clock), or None
         when a shard says stop."""
-        params_name = self._names[0] if self._names else None
-        replies = ray.get(
-            [
-                s.pull.remote(self.worker, clock, params_name if local else None)
-                for s, local in zip(self.shards, self.local, strict=True)
-            ]
-        )
-        if any(r["stop"] for r in replies):
+        self.send(None, None, None, None, clock)
+        return self.read()
+
+    def send(
+        self,
+        seq: int | None,
+        version: int | None,
+        min_clock: int | None,
+        norm: float | None,
+        clock: int | None,
+    ) -> None:
+        """Send gradient number ``seq`` (from ``self.grads``) and the pull of the parameters for
+        step ``clock`` to every shard; either may be None. Then take :meth:`acks` and
+        :meth:`read` (one round trip per shard)."""
+        push = None if seq is None else Push(self.worker, seq, version, min_clock, norm)
+        self._pulling = clock is not None
+        buffers = self._grads_np[self.n_params :]
+        for i, (link, c, (lo, hi)) in enumerate(
+            zip(self.links, self.compressors, self.param_slices, strict=True)
+        ):
+            payload = None if push is None else c.compress(self.grads[lo:hi])
+            link.send(push, payload, buffers if i == 0 else self._no_buffers, clock)
+
+    def acks(self) -> list[str]:
+        """The shards' answers to the push sent."""
+        return [a for a in (link.ack() for link in self.links) if a is not None]
+
+    def read(self) -> tuple[int, int] | None:
+        """The pulled state is in ``self.state``: (oldest version, slowest clock), or None when a
+        shard says stop (or nothing was pulled)."""
+        replies = [
+            link.state(
+                self._state_np[lo:hi],
+                self._state_np[self.n_params :] if i == 0 else self._no_buffers,
+            )
+            for i, (link, (lo, hi)) in enumerate(zip(self.links, self.param_slices, strict=True))
+        ]
+        if not self._pulling or any(r["stop"] for r in replies):
             return None
-        for (lo, hi), r, local in zip(self.param_slices, replies, self.local, strict=True):
-            if not local:
-                np.copyto(self._state_np[lo:hi], r["params"])
-        if not self.local[0] and replies[0]["buffers"].size:  # shard 0 keeps the buffers
-            np.copyto(self._state_np[self.n_params :], replies[0]["buffers"])
         # Versions of different shards are equal in sync mode; report the oldest read.
         return min(r["version"] for r in replies), min(r["min_clock"] for r in replies)
-
-    def push(
-        self, seq: int, version: int, min_clock: int, grad: torch.Tensor, norm: float | None
-    ) -> list[str]:
-        """Send gradient number ``seq`` (in ``self.grads`` on the shared-memory path) to every
-        shard; returns their acknowledgements."""
-        record = Push(self.worker, seq, version, min_clock, norm)
-        if grad.data_ptr() != self.grads.data_ptr():
-            self.grads.copy_(grad)
-        buffers = self.grads[self.n_params :].numpy()
-        calls = []
-        for i, (s, c, (lo, hi), local) in enumerate(
-            zip(self.shards, self.compressors, self.param_slices, self.local, strict=True)
-        ):
-            if local:
-                calls.append(s.push.remote(record, shm_grads=self._names[1]))
-            else:
-                tail = buffers if i == 0 and buffers.size else None
-                calls.append(s.push.remote(record, c.compress(self.grads[lo:hi]), buffers=tail))
-        return ray.get(calls)

@@ -45,6 +45,7 @@ class WorkerConfig:
         param_slices: each shard's ``[lo, hi)`` slice of the flat parameters, in shard order.
         batches: minibatches per epoch; budget: total steps (clock limit) of this worker.
         job_id: names the worker's shared-memory buffers.
+        token: the job's data-plane secret (see :mod:`ps.server.channels`).
     """
 
     index: int
@@ -56,6 +57,7 @@ class WorkerConfig:
     batches: int
     budget: int
     job_id: str = ""
+    token: bytes | None = field(default=None, repr=False)
 
     @property
     def num_threads(self) -> int:
@@ -83,6 +85,7 @@ class WorkerReport:
     push_hist: dict[str, Any]
     layer_grad_norms: dict[str, float] | None = None
     final: bool = False
+    links: list[str] | None = None
 
 
 @dataclass
@@ -96,6 +99,8 @@ class WorkerTotals:
     push_hist: dict[str, Any]
     acks: dict[str, int] = field(default_factory=dict)
     device: str = "cpu"
+    links: list[str] = field(default_factory=list)
+    loop_s: float = 0.0  # wall time of the step loop
     pull_s: float = 0.0
     compute_s: float = 0.0
     push_s: float = 0.0
@@ -135,6 +140,8 @@ class Worker:
             t.transport,
             t.compression,
             t.topk_ratio,
+            config.token,
+            shared_memory=t.transport == "auto",
         )
         self.mirror = DeviceMirror(self.net, self.transport.state, self.transport.grads)
         self.flat = self.mirror.flat
@@ -177,33 +184,40 @@ class Worker:
         loss.backward()
         self.flat.gradient()
         norm = float(torch.linalg.vector_norm(self.flat.grads[: self.flat.n_params]))
-        return float(loss), self.mirror.store(), norm, len(x)
+        return float(loss.detach()), self.mirror.store(), norm, len(x)
 
     def _run(self, clock: int) -> WorkerTotals:
         self.net.train()
         totals = WorkerTotals(self.config.index, clock, 0, {}, {}, device=str(self.device))
+        totals.links = self.transport.kinds
         window = _Window()
         last_report = time.monotonic()
         norm = None
-        while clock < self.config.budget:
-            t0 = time.perf_counter()
-            read = self.transport.pull(clock)
-            t1 = time.perf_counter()
-            if read is None:
-                break
+        t0 = start = time.perf_counter()
+        read = self.transport.pull(clock)
+        self.pull_hist.observe(time.perf_counter() - t0)
+        while read is not None and clock < self.config.budget:
             version, min_clock = read
-            loss, grad, norm, batch = self._step(clock)
+            t1 = time.perf_counter()
+            loss, _, norm, batch = self._step(clock)
             t2 = time.perf_counter()
             clock += 1
-            for ack in self.transport.push(clock, version, min_clock, grad, norm):
+            # The push of this step and the pull of the next travel together.
+            self.transport.send(
+                clock, version, min_clock, norm, clock if clock < self.config.budget else None
+            )
+            for ack in self.transport.acks():
                 totals.acks[ack] = totals.acks.get(ack, 0) + 1
             t3 = time.perf_counter()
+            read = self.transport.read()
+            t4 = time.perf_counter()
             totals.samples += batch
-            totals.pull_s += t1 - t0
             totals.compute_s += t2 - t1
             totals.push_s += t3 - t2
-            self.pull_hist.observe(t1 - t0)
+            totals.pull_s += t4 - t3
             self.push_hist.observe(t3 - t2)
+            if clock < self.config.budget:
+                self.pull_hist.observe(t4 - t3)
             window.add(loss, batch)
             now = time.monotonic()
             if now - last_report >= REPORT_EVERY_S:
@@ -211,7 +225,7 @@ class Worker:
                 window, last_report = _Window(), now
         if window.steps:
             self._report(clock, window, norm, final=True)
-        totals.clock = clock
+        totals.clock, totals.loop_s = clock, time.perf_counter() - start
         totals.pull_hist, totals.push_hist = self.pull_hist.to_dict(), self.push_hist.to_dict()
         return totals
 
@@ -227,6 +241,7 @@ class Worker:
             pull_hist=self.pull_hist.to_dict(),
             push_hist=self.push_hist.to_dict(),
             final=final,
+            links=self.transport.kinds,
         )
         if norm is not None and len(self.flat.layers) <= MAX_REPORTED_LAYERS:
             report.layer_grad_norms = self.flat.layer_norms()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,9 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ps.jobs.plan import JobPlan
-from ps.server.shard import ParameterShard, ShardConfig
+from ps.server import wire
+from ps.server.actor import ParameterShard
+from ps.server.shard import ShardConfig
 from ps.server.slices import param_slices
 from ps.spec import JobSpec
 from workers import shm
@@ -90,6 +93,7 @@ class JobActors:
         self.train = train
         self.supervisor = supervisor
         self.generations = 0
+        self.token: bytes | None = None
 
     def _name(self, role: str, index: int, number: int, restart: int = 0) -> str:
         # Names must be unique while a dead actor's name is being released: tag generations.
@@ -104,6 +108,7 @@ class JobActors:
         state vector: parameters, then buffers) and workers; returns without waiting for them
         to be up."""
         self.generations += 1
+        self.token = secrets.token_bytes(wire.TOKEN_BYTES)  # a new secret per generation
         number, t, ps = self.generations, self.spec.training, self.spec.ps
         shards = [
             ray.remote(ParameterShard)
@@ -151,6 +156,7 @@ class JobActors:
             divergence_threshold=t.divergence_threshold,
             buffers=self.n_buffers if index == 0 else 0,
             buffer_offset=self.n_params,
+            token=self.token,
         )
 
     def make_worker(self, gen: Generation, i: int, restart: int = 0):
@@ -165,6 +171,7 @@ class JobActors:
             batches=self.plan.batches,
             budget=self.plan.worker_budget,
             job_id=self.job_id,
+            token=self.token,
         )
         return (
             ray.remote(Worker)

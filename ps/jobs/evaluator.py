@@ -94,13 +94,22 @@ class Evaluator:
         }
         return meta, self.best[2] if self.best else None
 
-    def load_state(self, meta: dict[str, Any] | None, best: np.ndarray | None) -> None:
-        """Continue from a checkpoint's state (None: from the start)."""
+    def load_state(
+        self,
+        meta: dict[str, Any] | None,
+        best: np.ndarray | None,
+        history: list[dict[str, Any]] = (),
+    ) -> None:
+        """Continue from a checkpoint's state (None: from the start) and the evaluations
+        recorded up to it (the last one is not repeated if training is already over)."""
         meta = meta or {}
         self.bad_evaluations = int(meta.get("bad_evaluations", 0))
         step = meta.get("best_step")
         self.best = None if step is None or best is None else (step, meta["best_value"], best)
         self.last = None
+        if history and meta.get("version") == history[-1]["step"]:
+            fields = {k: v for k, v in history[-1].items() if k != "type"}
+            self.last = Evaluation(**fields)
 
     # -- the end -----------------------------------------------------------------------------
     def exported(self, params: np.ndarray, step: int) -> tuple[np.ndarray, int]:

@@ -91,6 +91,7 @@ class Figures:
     bytes_pushed: int
     bytes_pulled: int
     histograms: dict[str, dict[str, Any]]
+    links: dict[str, int] = field(default_factory=dict)  # worker-shard links by kind
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -8,7 +8,6 @@ result.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from ps.errors import PSError
@@ -18,7 +17,7 @@ from ps.jobs.evaluator import Evaluator
 from ps.jobs.events import JobResult
 from ps.jobs.failures import FailureBudget
 from ps.jobs.plan import JobPlan
-from ps.jobs.telemetry import JobFigures, merge_rejected, staleness_counts
+from ps.jobs.telemetry import merge_rejected, staleness_counts
 from ps.server.shard import ShardStats
 from ps.spec import JobSpec
 
@@ -81,14 +80,13 @@ def make_result(
     exported_step: int,
     evaluator: Evaluator,
     final: dict[str, Any],
-    figures: JobFigures,
+    wall: float,
     budget: FailureBudget,
 ) -> JobResult:
     """Assemble result.json's content (checking :func:`check_result`)."""
     check_diverged(stats)
     skipped = min(s.skipped_updates for s in stats)
     reason = stop_reason(outcome.stop_reason, steps, skipped, plan, spec.training.max_steps)
-    wall = time.monotonic() - figures.started
     samples = sum(t.samples for t in outcome.totals)
     result = JobResult(
         job_id=job_id,

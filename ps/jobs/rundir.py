@@ -58,6 +58,7 @@ class RunDirectory:
         self.spec = spec
         self.checkpoints = self.path / "checkpoints"
         self._history: IO[str] | None = None
+        self.evaluations: list[dict[str, Any]] = []  # the evaluations kept by the last rewind
 
     def open(self, resume: bool) -> Path | None:
         """Start writing: a fresh run clears an earlier run's output; a resumed one continues
@@ -88,8 +89,9 @@ class RunDirectory:
         for line in kept:
             self._history.write(line + "\n")
         self._history.flush()
-        evaluations = [json.loads(line) for line in kept]
-        return [e for e in evaluations if e.get("type") == "evaluation"]
+        events = [json.loads(line) for line in kept]
+        self.evaluations = [e for e in events if e.get("type") == "evaluation"]
+        return self.evaluations
 
     def record(self, event: Event) -> None:
         """Append ``event`` to metrics.jsonl if it belongs to the history."""

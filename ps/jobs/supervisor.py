@@ -168,7 +168,7 @@ class JobSupervisor:
             saved = None
             if checkpoint is not None:
                 meta, saved, best = RunDirectory.read_checkpoint(checkpoint)
-                evaluator.load_state(meta, best)
+                evaluator.load_state(meta, best, self.rundir.evaluations)
             else:
                 evaluator.load_state(None, None)
             self.gen = gen = self.actors.spawn(initial, saved)
@@ -203,6 +203,7 @@ class JobSupervisor:
                 await self.emit(Restored(step=step, reason=f"shard lost: {exc}"))
 
     async def _finish(self, plan, evaluator: Evaluator, data, outcome: AttemptOutcome) -> JobResult:
+        wall = time.monotonic() - self.figures.started  # training only, not what follows
         shards = self.gen.shards
         finals = await asyncio.gather(*[s.final.remote() for s in shards])
         stats = await asyncio.gather(*[s.stats.remote() for s in shards])
@@ -226,7 +227,7 @@ class JobSupervisor:
             exported_step,
             evaluator,
             final,
-            self.figures,
+            wall,
             self.budget,
         )
         result = self.rundir.write_result(dataclasses.replace(result, export_error=export_error))

@@ -55,6 +55,7 @@ class JobFigures:
         self.workers_finished = 0
         self._reports: dict[int, WorkerReport] = {}
         self._hists: dict[int, tuple[dict, dict]] = {}  # worker -> (pull, push) histograms
+        self._links: dict[int, list[str]] = {}  # worker -> its link kind to each shard
         self._last_progress = 0.0
         self._checkpoint_hist = Buckets(LATENCY_BUCKETS)
 
@@ -67,6 +68,7 @@ class JobFigures:
         """Fold in a worker's report; a Progress event when one is due."""
         self._reports[report.worker] = report
         self._hists[report.worker] = (report.pull_hist, report.push_hist)
+        self._links[report.worker] = report.links or []
         self.samples += report.samples
         now = time.monotonic()
         if now - self._last_progress < PROGRESS_EVERY_S and not report.final:
@@ -117,6 +119,7 @@ class JobFigures:
             rejected=merge_rejected(stats),
             bytes_pushed=sum(s.bytes_pushed for s in stats),
             bytes_pulled=sum(s.bytes_pulled for s in stats),
+            links=_count(kind for kinds in self._links.values() for kind in kinds),
             histograms={
                 **{k: h.to_dict() for k, h in hist.items()},
                 "update": update.to_dict(),
@@ -124,3 +127,10 @@ class JobFigures:
                 "checkpoint": self._checkpoint_hist.to_dict(),
             },
         )
+
+
+def _count(kinds) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for kind in kinds:
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts

@@ -1,7 +1,7 @@
 """The parameter-server shard: a contiguous slice of the flat parameters and its optimizer.
 
-:class:`ShardCore` is the pure, testable logic (no Ray); :class:`ParameterShard` is the thin Ray
-actor around it that makes pulls wait on the consistency gate.
+:class:`ShardCore` is the pure, testable logic (no Ray, no sockets); the Ray actor around it and
+its data-plane channels are in :mod:`ps.server.actor` and :mod:`ps.server.channels`.
 
 A push goes: duplicate ``(worker, seq)``? ignore → non-finite (the slice, or the worker's global
 norm)? reject and count → past the job's ``max_steps``? refuse → gate bookkeeping → (sync:
@@ -11,12 +11,10 @@ place → ``version += 1``.
 
 from __future__ import annotations
 
-import asyncio
 import math
-import os
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -55,6 +53,7 @@ class ShardConfig:
             of them; others none) and where they start in the flat state vector. Workers push
             their buffers' values with every gradient: sync steps average them, async keeps the
             latest.
+        token: the job's data-plane secret (None: no channels, Ray calls only).
     """
 
     index: int
@@ -72,6 +71,7 @@ class ShardConfig:
     divergence_threshold: int | None = None
     buffers: int = 0
     buffer_offset: int = 0
+    token: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def make(
@@ -130,6 +130,8 @@ class ShardStats:
     updates: int = 0
     bytes_pushed: int = 0
     bytes_pulled: int = 0
+    channels: dict[str, int] = field(default_factory=dict)  # connections by kind (shm, stream)
+    pid: int = 0
 
     def summary(self) -> dict[str, Any]:
         """The figures result.json keeps per shard (histograms aside)."""
@@ -159,7 +161,7 @@ class ShardCore:
             )
         self.buffers = torch.zeros(config.buffers)
         if buffers is not None:
-            self.buffers.copy_(torch.as_tensor(np.asarray(buffers, dtype=np.float32)))
+            self.buffers.copy_(torch.from_numpy(np.array(buffers, dtype=np.float32)))
         self._buffer_sum = torch.zeros(config.buffers)
         self._buffer_count = 0
         self.optimizer = Optimizer(config.optimizer, config.regularization)
@@ -326,7 +328,10 @@ class ShardCore:
         self.gate.tick(worker, seq)
         if self.config.mode == "sync":
             if finite:
-                np.add(self._acc.numpy(), grad, out=self._acc.numpy())
+                if self._acc_count == 0:  # the step's first gradient: no zeroing, no addition
+                    np.copyto(self._acc.numpy(), grad)
+                else:
+                    np.add(self._acc.numpy(), grad, out=self._acc.numpy())
                 self._acc_count += 1
                 self._acc_norms += push.grad_norm or 0.0
             if self.gate.min_clock > self._sync_steps:
@@ -345,10 +350,10 @@ class ShardCore:
         if not self.config.buffers or values is None or not _all_finite(values):
             return
         if self.config.mode == "sync":
-            self._buffer_sum.add_(torch.from_numpy(np.asarray(values)))
+            np.add(self._buffer_sum.numpy(), values, out=self._buffer_sum.numpy())
             self._buffer_count += 1
         else:
-            self.buffers.copy_(torch.from_numpy(np.asarray(values)))
+            np.copyto(self.buffers.numpy(), values)
 
     def _count(self, push: Push, finite: bool) -> None:
         if finite:
@@ -380,13 +385,13 @@ class ShardCore:
             self.skipped += 1
             return REJECTED
         count = self._acc_count
-        self._acc.div_(count)
+        if count > 1:
+            self._acc.div_(count)
         # With several shards the averaged gradient's global norm is unknown here; the mean of
         # the workers' norms bounds it from above (triangle inequality), so clipping is safe.
         norm = self._acc_norms / count if self.config.shards > 1 else None
         self._acc_count, self._acc_norms = 0, 0.0
         self._apply(self._acc, norm)
-        self._acc.zero_()
         return APPLIED
 
     def _apply(self, grad: torch.Tensor, norm: float | None) -> None:
@@ -458,102 +463,10 @@ def _finite_norm(norm: float | None) -> bool:
 
 
 def _all_finite(grad: np.ndarray) -> bool:
-    # One cheap reduction first: a finite sum implies every element is finite; only an
-    # overflowing or non-finite sum needs the exact per-element check.
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(grad.sum(dtype=np.float64)):
-            return True
+    # One cheap float32 reduction first: a finite sum implies every element is finite (a NaN or
+    # an infinity makes it non-finite); only an overflowing or non-finite sum needs the exact
+    # per-element check.
+    total = torch.from_numpy(grad).sum() if grad.flags.writeable else grad.sum()
+    if np.isfinite(float(total)):
+        return True
     return bool(np.isfinite(grad).all())
-
-
-class ParameterShard:
-    """Ray actor around :class:`ShardCore`: pulls wait on the gate without blocking pushes.
-
-    Created by the supervisor as ``ray.remote(ParameterShard).options(...).remote(...)``; an
-    asyncio actor, so many waiting pulls cost nothing.
-
-    Args:
-        config: the shard's :class:`ShardConfig`.
-        params: its initial slice.
-        restore: a checkpointed :meth:`ShardCore.state_dict` to continue from.
-        num_threads: torch threads for the update.
-    """
-
-    def __init__(
-        self,
-        config: ShardConfig,
-        params: np.ndarray,
-        buffers: np.ndarray | None = None,
-        restore: dict[str, Any] | None = None,
-        num_threads: int = 1,
-    ) -> None:
-        torch.set_num_threads(max(1, num_threads))
-        self.core = ShardCore(config, params, buffers)
-        if restore is not None:
-            self.core.load_state_dict(restore)
-        self._changed: asyncio.Condition | None = None
-
-    def _cond(self) -> asyncio.Condition:
-        if self._changed is None:
-            self._changed = asyncio.Condition()
-        return self._changed
-
-    async def _notify(self) -> None:
-        cond = self._cond()
-        async with cond:
-            cond.notify_all()
-
-    async def pull(self, worker: int, clock: int, shm_params: str | None = None) -> dict[str, Any]:
-        cond = self._cond()
-        async with cond:
-            await cond.wait_for(lambda: self.core.may_pull(clock))
-        return self.core.read(clock, shm_params)
-
-    async def push(
-        self,
-        push: Push,
-        grad: Any = None,
-        shm_grads: str | None = None,
-        buffers: np.ndarray | None = None,
-    ) -> str:
-        status = self.core.push(push, grad, shm_grads, buffers)
-        await self._notify()
-        return status
-
-    def node(self) -> str:
-        """The Ray node this shard runs on (workers on the same node use shared memory)."""
-        import ray
-
-        return ray.get_runtime_context().get_node_id()
-
-    async def wait_snapshot(self, version: int) -> dict[str, Any] | None:
-        """The capture at ``version``, waiting for it; None once stopped without reaching it."""
-        cond = self._cond()
-        async with cond:
-            await cond.wait_for(
-                lambda: (
-                    version in self.core.snapshots
-                    or self.core.stopped
-                    or self.core.version > version
-                )
-            )
-        return self.core.take_snapshot(version)
-
-    async def stop(self) -> None:
-        self.core.stop()
-        await self._notify()
-
-    def final(self) -> dict[str, Any]:
-        return self.core.final()
-
-    def stats(self) -> ShardStats:
-        return self.core.stats()
-
-    def worker_clock(self, worker: int) -> int:
-        return self.core.worker_clock(worker)
-
-    def ping(self) -> int:
-        return self.core.index
-
-    def pid(self) -> int:
-        return os.getpid()

@@ -74,7 +74,7 @@ class TrainingSpec(_Strict):
     worker_resources: Resources = Resources()
     max_failures: Annotated[int, Field(ge=0, le=1000)] = 3
     compression: Literal["none", "fp16", "bf16", "topk"] = "none"
-    transport: Literal["auto", "object_store"] = "auto"
+    transport: Literal["auto", "stream", "object_store"] = "auto"
     topk_ratio: Annotated[float, Field(gt=0, le=1)] = 0.01
     divergence_threshold: Annotated[int, Field(ge=1)] = 20
 

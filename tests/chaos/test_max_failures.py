@@ -22,7 +22,7 @@ def test_worker_failures_beyond_the_budget_fail_the_job(service):
                 "workers": 2,
                 "batch_size": 8,
                 "epochs": 200,
-                "max_steps": 800,
+                "max_steps": 3000,
                 "max_failures": 1,
             },
             checkpoint={"every_steps": 50},
@@ -55,7 +55,7 @@ def test_worker_failures_beyond_the_budget_fail_the_job(service):
     assert out.exit_code == 0, out.output
     final = [e for e in client.watch("fragile")][-1].finished
     assert state_from_proto(final.state).value == "SUCCEEDED", final.error
-    assert final.result.steps == 800
+    assert final.result.steps == 3000
     with pytest.raises(grpc.RpcError) as info:  # a succeeded job stays succeeded
         client.resume("fragile")
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION

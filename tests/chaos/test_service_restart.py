@@ -51,7 +51,7 @@ def test_the_service_is_killed_and_started_again(tmp_path):
         result_before = final.result.result_json
         client.submit(
             spec(
-                training={"workers": 2, "batch_size": 16, "epochs": 10},
+                training={"workers": 2, "batch_size": 16, "epochs": 60},
                 checkpoint={"every_steps": 40},
             ),
             job_id="interrupted",
@@ -83,8 +83,8 @@ def test_the_service_is_killed_and_started_again(tmp_path):
         assert final.error == "", final.error
         result = json.loads(final.result.result_json)
         assert result["test_accuracy"] >= 0.9
-        # The whole budget (10 epochs of 40 steps), for the reason a fault-free run stops.
-        assert result["steps"] == result["total_steps"] == 10 * 40
+        # The whole budget (60 epochs of 40 steps), for the reason a fault-free run stops.
+        assert result["steps"] == result["total_steps"] == 60 * 40
         assert result["stop_reason"] == "epochs"
         assert final.attempts == 2
         events = [

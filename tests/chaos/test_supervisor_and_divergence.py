@@ -18,7 +18,7 @@ def test_killed_supervisor_is_restarted_from_the_last_checkpoint(service):
     client = service.client()
     client.submit(
         spec(
-            training={"workers": 2, "batch_size": 16, "epochs": 8}, checkpoint={"every_steps": 40}
+            training={"workers": 2, "batch_size": 16, "epochs": 30}, checkpoint={"every_steps": 40}
         ),
         job_id="lost-supervisor",
     )
@@ -35,7 +35,7 @@ def test_killed_supervisor_is_restarted_from_the_last_checkpoint(service):
     result = json.loads(final.result.result_json)
     assert result["test_accuracy"] >= 0.9
     # The whole budget, and the reason a fault-free run stops for.
-    assert result["steps"] == result["total_steps"] == 8 * 40 and result["stop_reason"] == "epochs"
+    assert result["steps"] == result["total_steps"] == 30 * 40 and result["stop_reason"] == "epochs"
     evaluations = [
         json.loads(x)
         for x in (service.storage / "lost-supervisor" / "metrics.jsonl").read_text().splitlines()

@@ -16,7 +16,7 @@ from tests.conftest import wait_until
 from tests.runtime.helpers import flat_params, spec
 from workers import shm
 
-STEPS = 600
+STEPS = 2000  # long enough that the kills land mid-job
 
 
 def _in_thread(spec_dict, out, job_id):

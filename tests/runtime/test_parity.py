@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -129,7 +131,21 @@ def test_sync_workers_and_shards_give_the_same_parameters(adam_runs, workers, sh
 
 
 @pytest.mark.parametrize(("workers", "shards"), [(1, 1), (2, 2)])
-def test_shared_memory_and_object_store_paths_give_identical_parameters(adam_runs, workers, shards):
-    _, shared = adam_runs(workers, shards, "auto")
-    _, object_store = adam_runs(workers, shards, "object_store")
-    assert torch.equal(shared, object_store)
+def test_every_transport_gives_identical_parameters(adam_runs, workers, shards):
+    """Shared-memory channels, inline channels and Ray calls: bit-identical results."""
+    result, shared = adam_runs(workers, shards, "auto")
+    assert {kind for w in result.workers for kind in w["links"]} == {"shm"}
+    for transport, kind in (("stream", "unix"), ("object_store", "ray")):
+        other, params = adam_runs(workers, shards, transport)
+        assert {k for w in other.workers for k in w["links"]} == {kind}
+        assert torch.equal(shared, params), transport
+
+
+def test_no_channel_outlives_its_shard(adam_runs):
+    """The channels listen on abstract Unix sockets (no file) and TCP: nothing is left once
+    the shards are gone."""
+    result, _ = adam_runs(2, 2, "auto")
+    pids = {s["pid"] for s in result.shards}
+    assert pids and all(pid > 0 for pid in pids)
+    names = Path("/proc/net/unix").read_text()
+    assert not [pid for pid in pids if f"@ps-channel-{pid}-" in names]

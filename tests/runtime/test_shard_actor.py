@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import ray
 
-from ps.server.shard import ParameterShard, Push, ShardConfig
+from ps.server.actor import ParameterShard
+from ps.server.shard import Push, ShardConfig
 from tests.conftest import wait_until
 
 
@@ -89,3 +90,42 @@ def test_ssp_lets_a_worker_run_ahead_by_the_bound_only(ray_runtime):
     ray.get(shard.push.remote(Push(1, 1, 0, 0), g))
     wait_until(lambda: ray.wait([blocked], timeout=0)[0], what="pull released by worker 1's push")
     ray.kill(shard)
+
+
+@ray.remote(num_cpus=0)
+class _Client:
+    """A worker's transport in its own process (as a worker actor has it)."""
+
+    def round_trip(self, shard, token, transport="auto"):
+        from workers.transport import ShardClient
+
+        client = ShardClient(0, [shard], [(0, 8)], 8, token=token, transport=transport)
+        try:
+            first = client.pull(0)
+            client.grads.fill_(1.0)
+            client.send(1, 0, 0, 1.0, 1)
+            acks, second = client.acks(), client.read()
+            return client.kinds, first, acks, second, client.state.numpy().tolist()
+        finally:
+            client.close()
+
+
+def test_channels_and_the_fallback_when_a_channel_cannot_be_built(ray_runtime):
+    import secrets
+
+    from ps.server.actor import ParameterShard
+    from ps.server.shard import ShardConfig
+
+    token = secrets.token_bytes(32)
+    for given, kind in ((token, "shm"), (secrets.token_bytes(32), "ray-shm")):
+        config = ShardConfig.make(
+            0, {"name": "sgd", "lr": 0.5}, offset=0, size=8, mode="async", token=token
+        )
+        shard = ray.remote(ParameterShard).remote(config, np.arange(8, dtype=np.float32))
+        # A wrong secret is refused by the shard; the worker falls back to Ray calls.
+        kinds, first, acks, second, state = ray.get(
+            _Client.remote().round_trip.remote(shard, given)
+        )
+        assert kinds == [kind] and first == (0, 0) and acks == ["applied"] and second == (1, 1)
+        np.testing.assert_allclose(state, np.arange(8) - 0.5)
+        ray.kill(shard)

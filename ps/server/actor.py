@@ -1,0 +1,157 @@
+"""The parameter-server shard as a Ray actor: its data-plane channels, and Ray methods for the
+control plane (snapshots, stats, stop) and as the fallback transport."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from ps.server.channels import ChannelAddress, ChannelServer
+from ps.server.shard import Push, ShardConfig, ShardCore, ShardStats
+
+
+class ParameterShard:
+    """Ray actor around :class:`ShardCore` (an asyncio actor: waiting calls cost nothing).
+
+    With ``config.token`` it serves the workers' channels from a dedicated thread
+    (:class:`ChannelServer`); ``pull`` / ``push`` remain as the Ray-call transport (the
+    ``object_store`` setting, and the fallback where a channel cannot be built). Both paths and
+    the control methods share the core under one lock.
+
+    Args:
+        config: the shard's :class:`ShardConfig`.
+        params: its initial slice; ``buffers``: the model's initial buffers (shard 0).
+        restore: a checkpointed :meth:`ShardCore.state_dict` to continue from.
+        num_threads: torch threads for the update.
+    """
+
+    def __init__(
+        self,
+        config: ShardConfig,
+        params: np.ndarray,
+        buffers: np.ndarray | None = None,
+        restore: dict[str, Any] | None = None,
+        num_threads: int = 1,
+    ) -> None:
+        torch.set_num_threads(max(1, num_threads))
+        self.core = ShardCore(config, params, buffers)
+        if restore is not None:
+            self.core.load_state_dict(restore)
+        self.lock = threading.Lock()
+        self._changed: asyncio.Condition | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.server = None
+        if config.token:
+            context = ray.get_runtime_context()
+            self.server = ChannelServer(
+                self.core,
+                self.lock,
+                config.token,
+                context.get_node_id(),
+                ray.util.get_node_ip_address(),
+                self._poke,
+            )
+
+    # -- waking waiters ---------------------------------------------------------------------
+    def _cond(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+            self._loop = asyncio.get_running_loop()
+        return self._changed
+
+    async def _notify(self) -> None:
+        cond = self._cond()
+        async with cond:
+            cond.notify_all()
+
+    def _poke(self) -> None:
+        """From the channel thread: the core changed (wake snapshot and Ray-path waiters)."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._notify()))
+
+    def _changed_here(self) -> None:
+        """The core changed in a Ray method: wake the channels' parked pulls too."""
+        if self.server is not None:
+            self.server.wake()
+
+    def _locked(self, predicate) -> bool:
+        with self.lock:
+            return predicate()
+
+    # -- the data plane's address -----------------------------------------------------------
+    def channel(self) -> ChannelAddress | None:
+        return self.server.address if self.server else None
+
+    # -- the Ray-call transport -------------------------------------------------------------
+    async def pull(self, worker: int, clock: int, shm_params: str | None = None) -> dict[str, Any]:
+        cond = self._cond()
+        async with cond:
+            await cond.wait_for(lambda: self._locked(lambda: self.core.may_pull(clock)))
+        with self.lock:
+            return self.core.read(clock, shm_params)
+
+    async def push(
+        self,
+        push: Push,
+        grad: Any = None,
+        shm_grads: str | None = None,
+        buffers: np.ndarray | None = None,
+    ) -> str:
+        with self.lock:
+            status = self.core.push(push, grad, shm_grads, buffers)
+        await self._notify()
+        self._changed_here()
+        return status
+
+    # -- control ----------------------------------------------------------------------------
+    def node(self) -> str:
+        """The Ray node this shard runs on."""
+        return ray.get_runtime_context().get_node_id()
+
+    async def wait_snapshot(self, version: int) -> dict[str, Any] | None:
+        """The capture at ``version``, waiting for it; None once stopped without reaching it."""
+        core = self.core
+        cond = self._cond()
+        async with cond:
+            await cond.wait_for(
+                lambda: self._locked(
+                    lambda: version in core.snapshots or core.stopped or core.version > version
+                )
+            )
+        with self.lock:
+            return core.take_snapshot(version)
+
+    async def stop(self) -> None:
+        with self.lock:
+            self.core.stop()
+        await self._notify()
+        self._changed_here()
+
+    def final(self) -> dict[str, Any]:
+        with self.lock:
+            return self.core.final()
+
+    def stats(self) -> ShardStats:
+        with self.lock:
+            stats = self.core.stats()
+        if self.server is not None:
+            stats.channels = dict(self.server.connections)
+        stats.pid = os.getpid()
+        return stats
+
+    def worker_clock(self, worker: int) -> int:
+        with self.lock:
+            return self.core.worker_clock(worker)
+
+    def ping(self) -> int:
+        return self.core.index
+
+    def pid(self) -> int:
+        return os.getpid()
