@@ -203,6 +203,16 @@ class JobActors:
         await asyncio.gather(*[s.stop.remote() for s in gen.shards], return_exceptions=True)
 
     @staticmethod
+    async def close(gen: Generation | None) -> None:
+        """Close the shards' channels (bounded wait; dead shards are ignored), then kill all."""
+        if gen is None:
+            return
+        closing = asyncio.gather(*[s.close.remote() for s in gen.shards], return_exceptions=True)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(closing, PING_TIMEOUT_S)
+        JobActors.kill(gen)
+
+    @staticmethod
     def kill(gen: Generation | None) -> None:
         if gen is None:
             return

@@ -116,7 +116,7 @@ class JobSupervisor:
             self._outcome = {"error": f"{type(exc).__name__}: {exc}"}
             raise
         finally:
-            JobActors.kill(self.gen)
+            await JobActors.close(self.gen)
             if self.actors is not None and self._may_leave_buffers():
                 with contextlib.suppress(Exception):
                     await self.actors.cleanup_shm()

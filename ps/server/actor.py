@@ -134,6 +134,13 @@ class ParameterShard:
         await self._notify()
         self._changed_here()
 
+    async def close(self) -> None:
+        """Stop and close the data-plane channels: once this returns no socket of this shard
+        listens, even before Ray has reaped the process."""
+        await self.stop()
+        if self.server is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.server.close)
+
     def final(self) -> dict[str, Any]:
         with self.lock:
             return self.core.final()

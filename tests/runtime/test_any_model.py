@@ -193,7 +193,7 @@ def test_bad_user_modules_are_refused_before_training_with_the_cause(ray_runtime
         assert info.value.path == path and text in info.value.message, (case, info.value)
         assert not (tmp_path / case.replace(" ", "-")).exists()
     after = {a["name"] for a in __import__("ray").util.list_named_actors(all_namespaces=True)}
-    assert after == before
+    assert not after - before  # earlier jobs' actors may still be dying
 
 
 def test_psctl_run_exits_2_for_a_bad_module(ray_runtime, code, tmp_path):
