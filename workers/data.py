@@ -14,6 +14,7 @@ import numpy as np
 
 from ps.errors import SpecError, clip
 from ps.spec import DataSpec
+from workers.categorical import check_columns, field_names, hash_fields, synthetic_ctr
 from workers.layers import Input
 
 
@@ -26,6 +27,10 @@ class Dataset:
     ``(n, steps)``; ``y_*`` are int64 class indices (cross_entropy), float32 0/1 (bce) or
     float32 (n, targets) (mse). ``shift``/``scale`` are the training statistics the features were
     normalized with (None for tokens); ``classes`` the original labels of the class indices.
+
+    With categorical features, ``ids_*`` are their int64 ids ``(n, fields)`` (hashed into
+    ``buckets``), ``fields`` the columns' names and ``numeric`` the numeric columns' names
+    (``x_*``, possibly none).
     """
 
     x_train: np.ndarray
@@ -38,11 +43,22 @@ class Dataset:
     scale: np.ndarray | None
     loss: str
     classes: list = field(default_factory=list)
+    ids_train: np.ndarray | None = None
+    ids_val: np.ndarray | None = None
+    ids_test: np.ndarray | None = None
+    fields: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    buckets: int = 0
 
     @property
     def inputs(self) -> Input:
         """The per-sample shape the model takes."""
-        return Input(tuple(self.x_train.shape[1:]), self.x_train.dtype.kind in "iu")
+        shape = tuple(self.x_train.shape[1:])
+        return Input(shape, self.x_train.dtype.kind in "iu", len(self.fields))
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(x, y, ids) of ``train``, ``val`` or ``test``."""
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}"), getattr(self, f"ids_{name}")
 
     @property
     def n_outputs(self) -> int:
@@ -84,18 +100,22 @@ class DataInfo:
         inputs: the per-sample shape the model takes (and whether it is integer tokens).
         outputs: units of the model's last layer for the spec's loss, or None where only the
             full load can tell (a csv target column).
+        distinct_ids: at most how many distinct categorical ids the data can have (None:
+            unknown, or no categorical features).
     """
 
     rows: int | None
     inputs: Input
     outputs: int | None
+    distinct_ids: int | None = None
 
     @property
     def nbytes(self) -> int | None:
         """Size of the inputs in memory, where the row count is known."""
         if self.rows is None:
             return None
-        return self.rows * math.prod(self.inputs.shape) * (8 if self.inputs.tokens else 4)
+        values = math.prod(self.inputs.shape) * (8 if self.inputs.tokens else 4)
+        return self.rows * (values + 8 * self.inputs.fields)
 
 
 DIGITS_ROWS, DIGITS_SIDE, DIGITS_CLASSES = 1797, 8, 10
@@ -122,6 +142,10 @@ def inspect_data(spec: DataSpec, loss: str, root: Path | None = None) -> DataInf
     if spec.source == "synthetic-classification":
         inputs = Input((spec.n_features,))
         return DataInfo(spec.n_samples, inputs, _outputs_for_classes(spec.n_classes, loss))
+    if spec.source == "synthetic-ctr":
+        inputs = Input((0,), fields=spec.n_fields)
+        distinct = spec.n_fields * min(spec.n_ids, spec.n_samples)
+        return DataInfo(spec.n_samples, inputs, _outputs_for_classes(2, loss), distinct)
     if spec.source in ("synthetic-regression", "synthetic-adding"):
         shape = (spec.n_features,) if spec.source == "synthetic-regression" else None
         inputs = Input(shape or (spec.sequence_length, 2))
@@ -130,12 +154,14 @@ def inspect_data(spec: DataSpec, loss: str, root: Path | None = None) -> DataInf
     if path.suffix.lower() == ".npz":
         return _inspect_npz(path, loss, spec.layout)
     schema, rows = _schema(path)
-    features = _feature_columns(schema, spec.target, path)
+    features = _feature_columns(schema, spec.target, path, spec.categorical)
     outputs = None
     if rows is not None:  # parquet: reading one column is cheap
         y = _read_table(path, [spec.target]).column(spec.target).to_numpy(zero_copy_only=False)
         outputs = _outputs(y, loss)
-    return DataInfo(rows, Input((len(features),)), outputs)
+    fields = len(spec.categorical)
+    distinct = rows * fields if rows is not None and fields else None
+    return DataInfo(rows, Input((len(features),), fields=fields), outputs, distinct)
 
 
 def arrange_shape(sample: tuple[int, ...], integers: bool, layout: str | None, name: str) -> Input:
@@ -206,18 +232,32 @@ def _outputs(y: np.ndarray, loss: str) -> int:
     return len(classes) if loss == "cross_entropy" else 1
 
 
-def _read_file(spec: DataSpec, root: Path | None) -> tuple[np.ndarray, np.ndarray]:
+@dataclass
+class _Raw:
+    """Samples as read, before arrangement, splitting and normalization."""
+
+    x: np.ndarray
+    y: np.ndarray
+    ids: np.ndarray | None = None
+    fields: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+
+
+def _read_file(spec: DataSpec, root: Path | None, buckets: int) -> _Raw:
     path = resolve_path(spec.source, root)
     if path.suffix.lower() == ".npz":
         with np.load(path, allow_pickle=False) as z:
             _require_arrays(z.files, path)
-            return np.asarray(z["X"]), np.asarray(z["y"])
+            return _Raw(np.asarray(z["X"]), np.asarray(z["y"]))
     table = _read_table(path)
-    features = _feature_columns(table.schema, spec.target, path)
-    x = np.column_stack(
-        [table.column(c).to_numpy(zero_copy_only=False).astype(np.float32) for c in features]
-    )
-    return x, table.column(spec.target).to_numpy(zero_copy_only=False)
+    features = _feature_columns(table.schema, spec.target, path, spec.categorical)
+    columns = [table.column(c).to_numpy(zero_copy_only=False).astype(np.float32) for c in features]
+    x = np.column_stack(columns) if columns else np.zeros((table.num_rows, 0), np.float32)
+    y = table.column(spec.target).to_numpy(zero_copy_only=False)
+    if not spec.categorical:
+        return _Raw(x, y)
+    ids = hash_fields(table, spec.categorical, buckets)
+    return _Raw(x, y, ids, tuple(spec.categorical), tuple(features))
 
 
 def _require_arrays(names: list[str], path: Path) -> None:
@@ -257,15 +297,19 @@ def _schema(path: Path):
         raise SpecError("data.source", f"cannot read {path.name}: {_first_line(exc)}") from None
 
 
-def _feature_columns(schema, target: str | None, path: Path) -> list[str]:
+def _feature_columns(
+    schema, target: str | None, path: Path, categorical: list[str] = ()
+) -> list[str]:
+    """The numeric feature columns: every column but the target and the categorical ones."""
     import pyarrow as pa
 
     if target not in schema.names:
         raise SpecError(
             "data.target", f"column {clip(target)} not in {path.name} (has {clip(schema.names)})"
         )
-    features = [f for f in schema if f.name != target]
-    if not features:
+    check_columns(schema.names, categorical, path.name)
+    features = [f for f in schema if f.name != target and f.name not in categorical]
+    if not features and not categorical:
         raise SpecError("data.source", f"{path.name} has no feature column besides the target")
     for f in features:
         if not (
@@ -276,7 +320,8 @@ def _feature_columns(schema, target: str | None, path: Path) -> list[str]:
         ):
             raise SpecError(
                 "data.source",
-                f"{path.name}: feature column {clip(f.name)} is {f.type}, not numeric",
+                f"{path.name}: feature column {clip(f.name)} is {f.type}, not numeric (list "
+                "categorical columns in data.categorical)",
             )
     return [f.name for f in features]
 
@@ -286,7 +331,16 @@ def _first_line(exc: BaseException) -> str:
     return clip(text.splitlines()[0], 300) if text else type(exc).__name__
 
 
-def _raw(spec: DataSpec, seed: int, root: Path | None) -> tuple[np.ndarray, np.ndarray]:
+def _raw(spec: DataSpec, seed: int, root: Path | None, buckets: int) -> _Raw:
+    if spec.source == "synthetic-ctr":
+        raw, y = synthetic_ctr(spec.n_samples, spec.n_fields, spec.n_ids, spec.noise, seed)
+        names = field_names(spec.n_fields)
+        ids = hash_fields(dict(zip(names, raw.T, strict=True)), names, buckets)
+        return _Raw(np.zeros((len(y), 0), np.float32), y, ids, tuple(names))
+    return _Raw(*_raw_samples(spec, seed, root, buckets))
+
+
+def _raw_samples(spec: DataSpec, seed: int, root: Path | None, buckets: int):
     if spec.source == "digits":
         from sklearn.datasets import load_digits
 
@@ -315,7 +369,8 @@ def _raw(spec: DataSpec, seed: int, root: Path | None) -> tuple[np.ndarray, np.n
             noise=spec.noise,
             random_state=seed,
         )
-    return _read_file(spec, root)
+    raw = _read_file(spec, root, buckets)
+    return raw.x, raw.y, raw.ids, raw.fields, raw.numeric
 
 
 def _targets(y: np.ndarray, loss: str) -> tuple[np.ndarray, list]:
@@ -371,15 +426,20 @@ def adding_problem(n: int, steps: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return np.stack([values, markers], axis=-1), (values * markers).sum(axis=1)
 
 
-def load_dataset(spec: DataSpec, loss: str, seed: int, root: Path | None = None) -> Dataset:
-    """Load, arrange (layout), split and normalize the data a spec describes.
+def load_dataset(
+    spec: DataSpec, loss: str, seed: int, root: Path | None = None, buckets: int = 2**20
+) -> Dataset:
+    """Load, arrange (layout), split and normalize the data a spec describes; categorical
+    columns are hashed into ``buckets`` ids.
 
     Raises:
         SpecError: missing file, missing column, non-numeric data, targets that do not fit the
             loss, a layout the data cannot have.
     """
-    x, y = _raw(spec, seed, root)
-    x = np.asarray(x)
+    raw = _raw(spec, seed, root, buckets)
+    x, y = np.asarray(raw.x), raw.y
+    if raw.ids is not None:
+        return _tabular_with_ids(raw, spec, loss, seed, buckets)
     if x.ndim < 2 or len(x) != len(y):
         raise SpecError(
             "data.source", f"X must be (n, ...) with one y per sample; got {x.shape}, {len(y)}"
@@ -399,6 +459,20 @@ def load_dataset(spec: DataSpec, loss: str, seed: int, root: Path | None = None)
     return Dataset(
         norm(x[tr]), y[tr], norm(x[va]), y[va], norm(x[te]), y[te], shift, scale, loss, classes
     )
+
+
+def _tabular_with_ids(raw: _Raw, spec: DataSpec, loss: str, seed: int, buckets: int) -> Dataset:
+    x = np.asarray(raw.x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise SpecError("data.source", "numeric features contain NaN or infinite values")
+    y, classes = _targets(np.asarray(raw.y), loss)
+    tr, va, te = split_indices(len(x), spec, seed)
+    shift, scale = _statistics(x[tr], spec.normalize)
+    norm = lambda a: ((a - shift) / scale).astype(np.float32)  # noqa: E731
+    return Dataset(
+        norm(x[tr]), y[tr], norm(x[va]), y[va], norm(x[te]), y[te], shift, scale, loss, classes,
+        raw.ids[tr], raw.ids[va], raw.ids[te], raw.fields, raw.numeric, buckets,
+    )  # fmt: skip
 
 
 def _statistics(x: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:

@@ -15,8 +15,18 @@ from torch import Tensor, nn
 
 def float_buffers(module: nn.Module) -> list[tuple[str, Tensor]]:
     """The module's floating-point buffers (integer ones, like BatchNorm's batch counter, stay
-    local to each process)."""
-    return [(n, b) for n, b in module.named_buffers() if b.is_floating_point()]
+    local to each process; a sparse embedding's rows live in tables on the shards)."""
+    from workers.sparse import SparseEmbedding
+
+    tables = {
+        id(b)
+        for m in module.modules()
+        if isinstance(m, SparseEmbedding)
+        for b in m.buffers(recurse=False)
+    }
+    return [
+        (n, b) for n, b in module.named_buffers() if b.is_floating_point() and id(b) not in tables
+    ]
 
 
 def state_sizes(module: nn.Module) -> tuple[int, int]:

@@ -36,13 +36,19 @@ BIAS_INITS = ("zeros", "normal", "uniform", "truncated_normal")
 
 @dataclass(frozen=True)
 class Input:
-    """What flows between layers: a per-sample shape, and whether it holds integer tokens."""
+    """What flows between layers: a per-sample shape, and whether it holds integer tokens.
+
+    ``fields`` > 0: the samples also have that many categorical ids (hashed), and a model takes
+    them first: ``model(ids, numeric)`` with ``numeric`` of ``shape``.
+    """
 
     shape: Shape
     tokens: bool = False
+    fields: int = 0
 
     def __str__(self) -> str:
-        return f"{'tokens ' if self.tokens else ''}{self.shape}"
+        ids = f"{self.fields} categorical ids + " if self.fields else ""
+        return f"{ids}{'tokens ' if self.tokens else ''}{self.shape}"
 
 
 class Maxout(nn.Module):

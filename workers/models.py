@@ -15,15 +15,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ps.errors import SpecError
 from ps.spec import ModelSpec
+from ps.spec.model import CTR_TYPES
 from workers.layers import Input, build_layers
 
-FORMAT = "ps-model/2"
-READABLE = ("ps-model/1", FORMAT)
+FORMAT = "ps-model/3"  # 3: categorical features and embedding tables
+READABLE = ("ps-model/1", "ps-model/2", FORMAT)
 DRY_RUN_BATCH = 2
 
 
@@ -61,6 +63,10 @@ def build_model(
         SpecError: a layer that does not take its input, outputs that do not fit the data, a user
             module that cannot be built.
     """
+    if spec.type in CTR_TYPES:
+        from workers.ctr import build_ctr_model
+
+        return build_ctr_model(spec, inputs, n_outputs, device)
     if spec.layers is not None:
         return build_network(spec, inputs, n_outputs, device)
     return build_user_module(spec)
@@ -115,6 +121,15 @@ def example_batch(inputs: Input, rows: int = DRY_RUN_BATCH) -> Tensor:
     return torch.randn((rows, *inputs.shape), generator=torch.Generator().manual_seed(0))
 
 
+def example_inputs(inputs: Input, rows: int = DRY_RUN_BATCH) -> tuple[Tensor, ...]:
+    """What a model takes for a batch of ``rows``: ``(x,)``, or ``(ids, x)`` with categorical
+    fields (ids 0)."""
+    x = example_batch(inputs, rows)
+    if inputs.fields:
+        return torch.zeros((rows, inputs.fields), dtype=torch.long), x
+    return (x,)
+
+
 def dry_run(
     model: nn.Module, inputs: Input, n_outputs: int, loss_kind: str, loss: Callable
 ) -> None:
@@ -124,13 +139,14 @@ def dry_run(
     Raises:
         SpecError: the forward pass fails, the outputs have the wrong shape, or the loss fails.
     """
-    x = example_batch(inputs)
+    example = example_inputs(inputs)
+    x = example[-1]
     try:
-        out = model(x)
+        out = model(*example)
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+        shapes = " and ".join(str(tuple(t.shape)) for t in example)
         raise SpecError(
-            "model.module",
-            f"the forward pass on a batch of shape {tuple(x.shape)} failed: {describe(exc)}",
+            "model.module", f"the forward pass on a batch of shape {shapes} failed: {describe(exc)}"
         ) from None
     if not isinstance(out, Tensor) or tuple(out.shape) != (len(x), n_outputs):
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
@@ -187,12 +203,52 @@ class TrainedModel(nn.Module):
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:
         """Class indices (cross_entropy), 0/1 (bce) or values (mse) for raw features ``x``."""
-        out = self(x.long() if self.inputs.tokens else x.float())
+        return self.decide(self(x.long() if self.inputs.tokens else x.float()))
+
+    def decide(self, out: Tensor) -> Tensor:
         if self.loss == "cross_entropy":
             return out.argmax(-1)
         if self.loss == "bce":
             return (out.squeeze(-1) > 0).long()
         return out
+
+
+class TrainedTableModel(TrainedModel):
+    """A trained model over categorical features (and numeric ones): ``model(ids, x)`` on
+    hashed ids, or :meth:`predict` / :meth:`probabilities` on raw rows.
+
+    Attributes:
+        fields / numeric: the categorical and numeric column names, in the model's order.
+        buckets: the hash space of the ids.
+    """
+
+    def __init__(self, net, normalizer, loss, classes, inputs, fields, numeric, buckets) -> None:
+        super().__init__(net, normalizer, loss, classes, inputs)
+        self.fields, self.numeric, self.buckets = list(fields), list(numeric), int(buckets)
+
+    def forward(self, ids: Tensor, x: Tensor) -> Tensor:
+        return self.net(ids, self.normalizer(x))
+
+    def encode(self, rows) -> tuple[Tensor, Tensor]:
+        """Raw rows (a pyarrow Table, a mapping of column -> values, or a list of row mappings)
+        to (ids, numeric features), hashed as in training."""
+        from workers.categorical import hash_fields, raw_rows_to_columns
+
+        columns = raw_rows_to_columns(rows, self.fields + self.numeric)
+        ids = torch.from_numpy(hash_fields(columns, self.fields, self.buckets))
+        numeric = [np.asarray(columns[c], dtype=np.float32) for c in self.numeric]
+        x = np.stack(numeric, axis=1) if numeric else np.zeros((len(ids), 0), np.float32)
+        return ids, torch.from_numpy(x)
+
+    @torch.no_grad()
+    def predict(self, rows) -> Tensor:
+        """0/1 (bce) or values (mse) for raw rows with the categorical columns."""
+        return self.decide(self(*self.encode(rows)))
+
+    @torch.no_grad()
+    def probabilities(self, rows) -> Tensor:
+        """The predicted probability of the positive class (bce) for raw rows."""
+        return torch.sigmoid(self(*self.encode(rows)).squeeze(-1))
 
 
 def save_model(path: str | Path, spec: ModelSpec, model: TrainedModel, n_outputs: int) -> None:
@@ -211,6 +267,11 @@ def save_model(path: str | Path, spec: ModelSpec, model: TrainedModel, n_outputs
             "shift": None if normalizer.identity else normalizer.shift,
             "scale": None if normalizer.identity else normalizer.scale,
             "classes": model.classes,
+            "categorical": (
+                {"fields": model.fields, "numeric": model.numeric, "buckets": model.buckets}
+                if isinstance(model, TrainedTableModel)
+                else None
+            ),
         },
         tmp,
     )
@@ -234,7 +295,8 @@ def read_export(path: str | Path) -> dict[str, Any]:
 def exported_input(blob: dict[str, Any]) -> Input:
     """The input an exported model takes (older exports: a table of ``n_inputs`` features)."""
     if "input" in blob:
-        return Input(tuple(blob["input"]["shape"]), bool(blob["input"]["tokens"]))
+        fields = len((blob.get("categorical") or {}).get("fields", ()))
+        return Input(tuple(blob["input"]["shape"]), bool(blob["input"]["tokens"]), fields)
     return Input((int(blob["n_inputs"]),))
 
 
@@ -250,21 +312,44 @@ def load_model(path: str | Path) -> TrainedModel:
     inputs = exported_input(blob)
     net = build_model(spec, inputs, blob["n_outputs"])
     net.load_state_dict(blob["state_dict"])
-    model = TrainedModel(
-        net, Normalizer(blob["shift"], blob["scale"]), spec.loss, blob["classes"], inputs
-    )
-    return model.eval()
+    normalizer = Normalizer(blob["shift"], blob["scale"])
+    table = blob.get("categorical")
+    if table:
+        return TrainedTableModel(
+            net, normalizer, spec.loss, blob["classes"], inputs, table["fields"],
+            table["numeric"], table["buckets"],
+        ).eval()  # fmt: skip
+    return TrainedModel(net, normalizer, spec.loss, blob["classes"], inputs).eval()
+
+
+def _own_storage(model: TrainedModel) -> TrainedModel:
+    """A copy whose every parameter and buffer has a storage of its own: a trained network's
+    tensors are views into one flat state, which the pt2 writer cannot always store."""
+    import copy
+
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        for name, p in module._parameters.items():
+            if p is not None:
+                module._parameters[name] = nn.Parameter(p.detach().clone(), p.requires_grad)
+        for name, b in module._buffers.items():
+            if b is not None:
+                module._buffers[name] = b.clone()
+    return model
 
 
 def export_program(model: TrainedModel, path: str | Path) -> Path:
     """Write ``model.pt2``: a ``torch.export`` program of the normalizer and the network (eval
     mode, any batch size) that loads with plain PyTorch (``torch.export.load(path).module()``)
-    and returns the outputs (logits for classification, values for mse)."""
+    and returns the outputs (logits for classification, values for mse). A model over
+    categorical features takes ``(ids, x)``: the hashed ids and the raw numeric features; its
+    tables travel inside (the trained rows; other ids read as zeros)."""
     path = Path(path)
-    model = model.eval()
-    example = example_batch(model.inputs)
+    model = _own_storage(model).eval()
+    example = example_inputs(model.inputs)
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: batch}})
+    shapes = tuple({0: batch} for _ in example)
+    program = torch.export.export(model, example, dynamic_shapes=shapes)
     tmp = path.with_name(f".{path.stem}.partial.pt2")
     torch.export.save(program, tmp)
     tmp.replace(path)

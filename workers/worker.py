@@ -16,12 +16,14 @@ import ray
 import torch
 
 from ps.metrics import LATENCY_BUCKETS, Buckets
+from ps.server.sparse import TableConfig
 from ps.spec import JobSpec
 from workers.data import epoch_batches
-from workers.evaluation import model_loss
+from workers.evaluation import forward, model_loss
 from workers.flat import FlatModel, state_sizes
 from workers.layers import Input
 from workers.models import build_model
+from workers.sparse import RemoteRows, bind, row_requests, tables_of
 from workers.transport import ShardClient
 
 REPORT_EVERY_S = 0.5
@@ -46,6 +48,7 @@ class WorkerConfig:
         batches: minibatches per epoch; budget: total steps (clock limit) of this worker.
         job_id: names the worker's shared-memory buffers.
         token: the job's data-plane secret (see :mod:`ps.server.channels`).
+        tables: the model's embedding tables (rows on the shards, by key).
     """
 
     index: int
@@ -58,6 +61,7 @@ class WorkerConfig:
     budget: int
     job_id: str = ""
     token: bytes | None = field(default=None, repr=False)
+    tables: tuple[TableConfig, ...] = ()
 
     @property
     def num_threads(self) -> int:
@@ -111,7 +115,8 @@ class Worker:
 
     Args:
         config: see :class:`WorkerConfig`.
-        train: object refs of the training features and targets (put once by the supervisor).
+        train: object refs of the training features, targets and (with categorical features)
+            ids, put once by the supervisor.
         shards: the shard actor handles, in slice order.
         supervisor: handle to report progress to.
     """
@@ -121,13 +126,16 @@ class Worker:
         self.config = config
         self.spec = config.spec
         self.device = torch.device(config.device)
-        x, y = ray.get(train)
         lo, hi = config.rows
         # One copy of this worker's rows (on its device); the full arrays stay in the object store.
-        self.x = torch.from_numpy(np.array(x[lo:hi], copy=True)).to(self.device)
-        self.y = torch.from_numpy(np.array(y[lo:hi], copy=True)).to(self.device)
+        self.x, self.y, *ids = (
+            torch.from_numpy(np.array(a[lo:hi], copy=True)).to(self.device) for a in ray.get(train)
+        )
+        self.ids = ids[0] if ids else None
         torch.manual_seed(self.spec.seed)
         self.net = build_model(self.spec.model, config.inputs, config.n_outputs).to(self.device)
+        if tables_of(self.net) != config.tables:
+            raise RuntimeError("the worker's model has other embedding tables than the job's")
         n_params, n_buffers = state_sizes(self.net)
         t = self.spec.training
         self.transport = ShardClient(
@@ -142,7 +150,11 @@ class Worker:
             t.topk_ratio,
             config.token,
             shared_memory=t.transport == "auto",
+            tables=config.tables,
         )
+        self.rows = RemoteRows(self._fetch_rows, self.device) if config.tables else None
+        bind(self.net, self.rows)
+        self._clock = 0
         self.mirror = DeviceMirror(self.net, self.transport.state, self.transport.grads)
         self.flat = self.mirror.flat
         self.loss = model_loss(self.spec.model)
@@ -151,7 +163,16 @@ class Worker:
         self.pull_hist = Buckets(LATENCY_BUCKETS)
         self.push_hist = Buckets(LATENCY_BUCKETS)
 
-    def _batch(self, clock: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def _fetch_rows(self, table: int, keys: np.ndarray) -> np.ndarray:
+        return self.transport.fetch_rows(self._clock, table, keys)
+
+    def _requests(self, clock: int) -> list:
+        """The embedding rows the batch of ``clock`` will read (pulled with its parameters)."""
+        if self.rows is None or clock >= self.config.budget:
+            return []
+        return row_requests(self.net, self._batch(clock)[3])
+
+    def _batch(self, clock: int) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor | None]:
         epoch, b = divmod(clock, self.config.batches)
         if self._order is None or self._order[0] != epoch:
             order = epoch_batches(
@@ -164,7 +185,7 @@ class Worker:
             )
             self._order = (epoch, [torch.from_numpy(i).to(self.device) for i in order])
         idx = self._order[1][b]
-        return self.x[idx], self.y[idx], epoch
+        return self.x[idx], self.y[idx], epoch, None if self.ids is None else self.ids[idx]
 
     def run(self, start_clock: int = 0) -> WorkerTotals:
         """Train from ``start_clock`` until the budget is spent or a shard says stop."""
@@ -173,18 +194,24 @@ class Worker:
         finally:
             self.transport.close()
 
-    def _step(self, clock: int) -> tuple[float, torch.Tensor, float, int]:
-        """Forward and backward on the minibatch of ``clock``: (loss, flat gradient, its global
-        norm, the batch's size)."""
-        x, y, _ = self._batch(clock)
+    def _step(self, clock: int) -> tuple[float, float, int, list]:
+        """Forward and backward on the minibatch of ``clock``: (loss, the flat gradient's global
+        norm — NaN if any gradient is not finite —, the batch's size, the embedding-row
+        gradients). The flat gradient is left in the transport's buffer."""
+        x, y, _, ids = self._batch(clock)
         torch.manual_seed(step_seed(self.spec.seed, self.config.index, clock))
+        self._clock = clock
+        if self.rows is not None:
+            self.rows.start(self.transport.rows)
         self.mirror.load()
         self.flat.zero_grad()
-        loss = self.loss(self.net(x), y)
+        loss = self.loss(forward(self.net, x, ids), y)
         loss.backward()
         self.flat.gradient()
         norm = float(torch.linalg.vector_norm(self.flat.grads[: self.flat.n_params]))
-        return float(loss.detach()), self.mirror.store(), norm, len(x)
+        rows, finite = self.rows.gradients() if self.rows is not None else ([], True)
+        self.mirror.store()
+        return float(loss.detach()), norm if finite else float("nan"), len(x), rows
 
     def _run(self, clock: int) -> WorkerTotals:
         self.net.train()
@@ -194,17 +221,23 @@ class Worker:
         last_report = time.monotonic()
         norm = None
         t0 = start = time.perf_counter()
-        read = self.transport.pull(clock)
+        read = self.transport.pull(clock, self._requests(clock))
         self.pull_hist.observe(time.perf_counter() - t0)
         while read is not None and clock < self.config.budget:
             version, min_clock = read
             t1 = time.perf_counter()
-            loss, _, norm, batch = self._step(clock)
+            loss, norm, batch, rows = self._step(clock)
             t2 = time.perf_counter()
             clock += 1
             # The push of this step and the pull of the next travel together.
             self.transport.send(
-                clock, version, min_clock, norm, clock if clock < self.config.budget else None
+                clock,
+                version,
+                min_clock,
+                norm,
+                clock if clock < self.config.budget else None,
+                rows,
+                self._requests(clock),
             )
             for ack in self.transport.acks():
                 totals.acks[ack] = totals.acks.get(ack, 0) + 1

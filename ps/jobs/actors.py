@@ -18,11 +18,15 @@ import numpy as np
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from ps.hashing import shard_of
+from ps.jobs.evaluator import Evaluator
 from ps.jobs.plan import JobPlan
 from ps.server import wire
 from ps.server.actor import ParameterShard
 from ps.server.shard import ShardConfig
 from ps.server.slices import param_slices
+from ps.server.sparse import TableConfig
+from ps.server.tables import TablesConfig
 from ps.spec import JobSpec
 from workers import shm
 from workers.layers import Input
@@ -37,10 +41,37 @@ def actor_name(job_id: str, role: str, index: int | None = None) -> str:
     return f"ps:{job_id}:{role}" + ("" if index is None else f":{index}")
 
 
-def join_state(parts: list[dict[str, Any]]) -> np.ndarray:
-    """The flat state vector from the shards' replies (their slices in order, then shard 0's
-    buffers)."""
-    return np.concatenate([p["params"] for p in parts] + [parts[0]["buffers"]])
+@dataclass(frozen=True)
+class ModelLayout:
+    """What the actors must know of the model and the data.
+
+    Attributes:
+        n_params / n_buffers: the flat dense state's parts.
+        inputs / n_outputs: what the model takes and how many outputs it makes.
+        tables: its embedding tables.
+        eval_keys: per table, the ids evaluations read (the shards capture their rows);
+            ``whole_tables``: evaluations capture whole tables instead.
+    """
+
+    n_params: int
+    n_buffers: int
+    inputs: Input
+    n_outputs: int
+    tables: tuple[TableConfig, ...] = ()
+    eval_keys: dict[int, np.ndarray] = field(default_factory=dict)
+    whole_tables: bool = False
+
+    @classmethod
+    def of(cls, evaluator: Evaluator) -> ModelLayout:
+        flat, data = evaluator.flat, evaluator.data
+        return cls(
+            flat.n_params, flat.n_buffers, data.inputs, data.n_outputs, evaluator.tables,
+            evaluator.eval_keys(), evaluator.whole_tables,
+        )  # fmt: skip
+
+    def shard_eval_keys(self, shard: int, shards: int) -> dict[int, np.ndarray]:
+        """The evaluation ids whose rows ``shard`` keeps."""
+        return {t: k[shard_of(t, k, shards) == shard] for t, k in self.eval_keys.items()}
 
 
 @dataclass
@@ -66,9 +97,8 @@ class JobActors:
 
     Args:
         job_id / spec / plan: the job.
-        n_params / n_buffers: the model's parameter and float buffer counts.
-        inputs / n_outputs: what the model takes and how many outputs it makes.
-        train: object refs of the training split (features, targets), put once.
+        layout: the model's parts and the data's shape.
+        train: object refs of the training split (features, targets, ids), put once.
         supervisor: the supervisor's handle (workers report to it).
     """
 
@@ -77,20 +107,23 @@ class JobActors:
         job_id: str,
         spec: JobSpec,
         plan: JobPlan,
-        n_params: int,
-        n_buffers: int,
-        inputs: Input,
-        n_outputs: int,
+        layout: ModelLayout,
         train: list,
         supervisor: Any,
     ) -> None:
         self.job_id = job_id
         self.spec = spec
         self.plan = plan
-        self.param_slices = tuple(param_slices(n_params, spec.ps.shards))
-        self.n_params, self.n_buffers = n_params, n_buffers
-        self.inputs, self.n_outputs = inputs, n_outputs
+        self.layout = layout
+        # With embedding tables a shard may keep rows only (more shards than dense floats).
+        self.param_slices = tuple(
+            param_slices(layout.n_params, spec.ps.shards, allow_empty=bool(layout.tables))
+        )
+        self.n_params, self.n_buffers = layout.n_params, layout.n_buffers
         self.train = train
+        self._eval_keys = [
+            ray.put(layout.shard_eval_keys(i, spec.ps.shards)) for i in range(spec.ps.shards)
+        ]
         self.supervisor = supervisor
         self.generations = 0
         self.token: bytes | None = None
@@ -124,6 +157,7 @@ class JobActors:
                 initial[self.n_params :] if i == 0 else None,
                 saved[i] if saved else None,
                 max(1, int(ps.resources.num_cpus)),
+                self._eval_keys[i],
             )
             for i, (lo, hi) in enumerate(self.param_slices)
         ]
@@ -157,6 +191,13 @@ class JobActors:
             buffers=self.n_buffers if index == 0 else 0,
             buffer_offset=self.n_params,
             token=self.token,
+            tables=TablesConfig(
+                self.layout.tables,
+                spec.sparse_optimizer,
+                *t.table_mode,
+                seed=spec.seed,
+                snapshot_tables=self.layout.whole_tables,
+            ),
         )
 
     def make_worker(self, gen: Generation, i: int, restart: int = 0):
@@ -165,13 +206,14 @@ class JobActors:
             index=i,
             spec=self.spec,
             rows=self.plan.worker_rows[i],
-            inputs=self.inputs,
-            n_outputs=self.n_outputs,
+            inputs=self.layout.inputs,
+            n_outputs=self.layout.n_outputs,
             param_slices=self.param_slices,
             batches=self.plan.batches,
             budget=self.plan.worker_budget,
             job_id=self.job_id,
             token=self.token,
+            tables=self.layout.tables,
         )
         return (
             ray.remote(Worker)

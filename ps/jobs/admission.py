@@ -23,10 +23,11 @@ from ps.jobs.errors import ResourceError
 from ps.jobs.plan import JobPlan
 from ps.jobs.usercode import UserCodeNotAllowed, check_user_model
 from ps.optim import state_buffers
+from ps.optim.rows import ROW_RULES
 from ps.spec import JobSpec
-from ps.spec.model import EmbeddingLayer
+from ps.spec.model import CTR_TYPES, EmbeddingLayer
 from workers.data import DataInfo, Dataset, inspect_data, load_dataset, resolve_path, split_sizes
-from workers.models import build_model, build_network, read_export
+from workers.models import build_model, read_export
 
 FLOAT_BYTES = 4
 
@@ -101,23 +102,23 @@ def admit(
     data = inspect_data(spec.data, spec.model.loss, None)
     if data.rows is not None:
         JobPlan.make(spec, split_sizes(data.rows, spec.data)[0])
-    if spec.model.layers is None:
-        n_params = check_user_model(spec, data.inputs, data.outputs).n_params
+    if spec.model.layers is None and spec.model.type not in CTR_TYPES:
+        check = check_user_model(spec, data.inputs, data.outputs)
+        n_params, tables = check.n_params, check.tables
     else:
-        n_params = _check_network(spec, data)
-    if spec.ps.shards > n_params:
+        n_params, tables = _check_network(spec, data), spec.model.type in CTR_TYPES
+    if spec.ps.shards > n_params and not tables:  # with tables a shard may keep rows only
         raise SpecError(
             "ps.shards", f"{spec.ps.shards} shards for only {n_params} parameters (at most that)"
         )
-    return Admission(
-        spec, data, n_params, required_resources(spec), memory_estimate(spec, n_params, data)
-    )
+    memory = memory_estimate(spec, n_params, data) + table_memory(spec, data)
+    return Admission(spec, data, n_params, required_resources(spec), memory)
 
 
 def _check_network(spec: JobSpec, data: DataInfo) -> int:
     """A layer spec's parameter count, from its shapes (nothing allocated)."""
     outputs = data.outputs if data.outputs is not None else _declared_outputs(spec)
-    net = build_network(spec.model, data.inputs, outputs, device="meta")  # nothing allocated
+    net = build_model(spec.model, data.inputs, outputs, device="meta")  # nothing allocated
     n_params = sum(p.numel() for p in net.parameters())
     if n_params > spec.ps.max_params:
         raise SpecError(
@@ -131,8 +132,9 @@ def _check_network(spec: JobSpec, data: DataInfo) -> int:
 
 
 def _declared_outputs(spec: JobSpec) -> int:
-    last = spec.model.layers[-1]
-    return last.units
+    if spec.model.type in CTR_TYPES:
+        return 1
+    return spec.model.layers[-1].units
 
 
 def _check_warm_start(path: str, shapes: dict[str, torch.Size]) -> None:
@@ -174,6 +176,32 @@ def memory_estimate(spec: JobSpec, n_params: int, data: DataInfo) -> int:
     return n_params * FLOAT_BYTES * per_param + data_bytes
 
 
+def table_memory(spec: JobSpec, data: DataInfo) -> int:
+    """Bytes a built-in model's embedding table needs at most: rows are created on first
+    touch, so it holds at most as many rows as the data has distinct ids (or buckets), each with
+    the sparse optimizer's state and its key index; evaluations that read whole tables copy it.
+
+    Raises:
+        SpecError: the table's bound is beyond ``ps.max_table_bytes``.
+    """
+    if spec.model.type not in CTR_TYPES:
+        return 0
+    table = spec.model.table
+    rows = min(table.buckets, data.distinct_ids or table.buckets)
+    width = 1 + (table.dim if spec.model.type != "logistic" else 0)
+    slots = 1 + len(ROW_RULES[spec.sparse_optimizer["name"]].state)
+    per_row = width * FLOAT_BYTES * slots + 24  # key, index slot at load ≤ 0.5, row number
+    nbytes = rows * per_row
+    if nbytes > spec.ps.max_table_bytes:
+        raise SpecError(
+            "model.embedding.buckets",
+            f"the embedding table may reach {rows:,} rows × {per_row} bytes ≈ {_gib(nbytes)}, "
+            f"more than ps.max_table_bytes = {_gib(spec.ps.max_table_bytes)} (fewer buckets, a "
+            "smaller model.embedding.dim, or a larger ps.max_table_bytes)",
+        )
+    return nbytes
+
+
 def check_fits(admission: Admission, cluster: dict[str, float]) -> None:
     """Raise :class:`ResourceError` if the job can never fit on ``cluster`` (its totals)."""
     for kind, need in admission.resources.items():
@@ -200,7 +228,7 @@ def prepare(spec: JobSpec) -> tuple[Dataset, torch.nn.Module]:
         SpecError: problems only the full data shows (values, labels, token ids beyond the
             embedding), a warm-start model that does not load.
     """
-    data = load_dataset(spec.data, spec.model.loss, spec.seed, None)
+    data = load_dataset(spec.data, spec.model.loss, spec.seed, None, spec.model.table.buckets)
     layers = spec.model.layers
     if data.inputs.tokens and layers and isinstance(layers[0], EmbeddingLayer):
         top = max(int(a.max()) for a in (data.x_train, data.x_val, data.x_test) if a.size)

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 
 import ray
 
-from ps.jobs.actors import Generation, JobActors, join_state
+from ps.jobs.actors import Generation, JobActors
 from ps.jobs.errors import JobCancelled, ShardLost
 from ps.jobs.evaluator import Evaluator
 from ps.jobs.events import Event, Telemetry, WorkerReplaced
 from ps.jobs.failures import FailureBudget
 from ps.jobs.plan import JobPlan
 from ps.jobs.rundir import RunDirectory
+from ps.jobs.snapshot import join_state
 from ps.jobs.telemetry import JobFigures
 from ps.spec import JobSpec
 from workers.worker import WorkerTotals
@@ -140,15 +141,15 @@ class Attempt:
             snaps = await asyncio.gather(*[s.wait_snapshot.remote(v) for s in self.gen.shards])
             if any(s is None for s in snaps):
                 break
-            params = join_state(snaps)
+            state = join_state(snaps)
             stop = False
             if v % plan.eval_every == 0:
                 elapsed = time.monotonic() - self.figures.started
                 ev = await asyncio.to_thread(
-                    self.evaluator.evaluate, v, params, snaps[0]["lr"], elapsed
+                    self.evaluator.evaluate, v, state, snaps[0]["lr"], elapsed
                 )
                 await self.emit(ev)
-                stop = self.evaluator.should_stop(ev, params)
+                stop = self.evaluator.should_stop(ev, state)
             if v % every == 0:
                 meta, best = self.evaluator.state()
                 seconds = await asyncio.to_thread(

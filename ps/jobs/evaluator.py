@@ -1,4 +1,10 @@
-"""Evaluation on the supervisor: the parameters at fixed steps, early stopping, the best step."""
+"""Evaluation on the supervisor: the parameters at fixed steps, early stopping, the best step.
+
+With embedding tables the evaluator needs rows too. For the built-in models, which say which
+rows a batch reads, the shards capture at each evaluation step only the rows of the ids in the
+evaluated data (:meth:`Evaluator.eval_keys`); for other models, and when the best step is to be
+exported, they capture whole tables.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,13 @@ from torch import nn
 
 from ps.jobs.events import Evaluation
 from ps.jobs.plan import JobPlan
+from ps.jobs.snapshot import ModelState
 from ps.spec import EarlyStopping, JobSpec
 from workers.data import Dataset
 from workers.evaluation import evaluate, model_loss
 from workers.flat import FlatModel
-from workers.models import Normalizer, TrainedModel
+from workers.models import Normalizer, TrainedModel, TrainedTableModel
+from workers.sparse import load_tables, row_requests, tables_of
 
 TRAIN_EVAL_ROWS = 20_000  # the training-loss curve is measured on at most this many rows
 
@@ -36,26 +44,55 @@ class Evaluator:
         self.data = data
         self.net = net
         self.flat = FlatModel(net)
+        self.tables = tables_of(net)
         self.last: Evaluation | None = None
-        self.best: tuple[int, float, np.ndarray] | None = None  # step, value, parameters
+        self.best: tuple[int, float, ModelState] | None = None  # step, value, state
         self.bad_evaluations = 0
 
-    def _load(self, state: np.ndarray) -> None:
-        np.copyto(self.flat.state.numpy(), state)
+    @property
+    def whole_tables(self) -> bool:
+        """Whether evaluation snapshots must hold whole tables (see the module docstring)."""
+        es = self.early_stopping
+        restore = es is not None and es.restore_best
+        return bool(self.tables) and (restore or not hasattr(self.net, "row_keys"))
+
+    def eval_keys(self) -> dict[int, np.ndarray]:
+        """Per table, the ids evaluation reads (the built-in models say which)."""
+        if not self.tables or self.whole_tables:
+            return {}
+        keys: dict[int, list[np.ndarray]] = {}
+        for name in ("train", "val", "test"):
+            ids = self._rows(name)[2]
+            if ids is not None and len(ids):
+                for table, k in row_requests(self.net, torch.from_numpy(ids)):
+                    keys.setdefault(table, []).append(k)
+        return {t: np.unique(np.concatenate(k)) for t, k in keys.items()}
+
+    def _load(self, state: ModelState) -> None:
+        np.copyto(self.flat.state.numpy(), state.params)
+        load_tables(self.net, dict(enumerate(state.rows)))
+
+    def _rows(self, name: str) -> tuple:
+        x, y, ids = self.data.split(name)
+        if name == "train":  # the training curve is measured on a prefix
+            return (
+                x[:TRAIN_EVAL_ROWS],
+                y[:TRAIN_EVAL_ROWS],
+                None if ids is None else ids[:TRAIN_EVAL_ROWS],
+            )
+        return x, y, ids
 
     def _splits(self, *names: str) -> dict[str, dict[str, float | None]]:
-        d = self.data
-        rows = {
-            "train": (d.x_train[:TRAIN_EVAL_ROWS], d.y_train[:TRAIN_EVAL_ROWS]),
-            "val": (d.x_val, d.y_val),
-            "test": (d.x_test, d.y_test),
-        }
-        return {n: evaluate(self.net, *rows[n], self.loss, self.loss_fn) for n in names}
+        out = {}
+        for n in names:
+            x, y, ids = self._rows(n)
+            out[n] = evaluate(self.net, x, y, self.loss, self.loss_fn, ids)
+        return out
 
-    def evaluate(self, step: int, params: np.ndarray, lr: float, elapsed: float) -> Evaluation:
-        """Loss and accuracy of ``params`` (the parameters at ``step``) on the training and
-        validation splits."""
-        self._load(params)
+    def evaluate(self, step: int, state: ModelState, lr: float, elapsed: float) -> Evaluation:
+        """Loss and accuracy (and AUC for ``bce``) of the model's ``state`` at ``step`` on the
+        training and validation splits."""
+        self._load(state)
         m = self._splits("train", "val")
         train, val = m["train"], m["val"]
         self.last = Evaluation(
@@ -68,25 +105,27 @@ class Evaluator:
             val_accuracy=val["accuracy"],
             generalization_gap=None if val["loss"] is None else val["loss"] - train["loss"],
             elapsed_s=elapsed,
+            train_auc=train["auc"],
+            val_auc=val["auc"],
         )
         return self.last
 
-    def should_stop(self, ev: Evaluation, params: np.ndarray) -> bool:
+    def should_stop(self, ev: Evaluation, state: ModelState) -> bool:
         """Fold an evaluation into the early-stopping state; True once patience runs out."""
         es = self.early_stopping
         if es is None:
             return False
         value = getattr(ev, es.monitor)  # the monitor names are evaluation fields
         if value is not None and (self.best is None or _improves(value, self.best[1], es)):
-            self.best = (ev.step, value, params)
+            self.best = (ev.step, value, state)
             self.bad_evaluations = 0
         else:
             self.bad_evaluations += 1
         return self.bad_evaluations >= es.patience
 
     # -- checkpoints -------------------------------------------------------------------------
-    def state(self) -> tuple[dict[str, Any], np.ndarray | None]:
-        """(checkpoint metadata, best parameters or None)."""
+    def state(self) -> tuple[dict[str, Any], ModelState | None]:
+        """(checkpoint metadata, best state or None)."""
         meta = {
             "best_step": self.best[0] if self.best else None,
             "best_value": self.best[1] if self.best else None,
@@ -97,7 +136,7 @@ class Evaluator:
     def load_state(
         self,
         meta: dict[str, Any] | None,
-        best: np.ndarray | None,
+        best: ModelState | None,
         history: list[dict[str, Any]] = (),
     ) -> None:
         """Continue from a checkpoint's state (None: from the start) and the evaluations
@@ -112,23 +151,30 @@ class Evaluator:
             self.last = Evaluation(**fields)
 
     # -- the end -----------------------------------------------------------------------------
-    def exported(self, params: np.ndarray, step: int) -> tuple[np.ndarray, int]:
-        """The parameters to export: the best evaluated ones with ``restore_best``, else these."""
+    def exported(self, state: ModelState, step: int) -> tuple[ModelState, int]:
+        """The state to export: the best evaluated one with ``restore_best``, else this one."""
         es = self.early_stopping
         if es is not None and es.restore_best and self.best is not None:
             return self.best[2], self.best[0]
-        return params, step
+        return state, step
 
     def trained_model(self) -> TrainedModel:
         """The network as loaded last (see :meth:`final_metrics`) with the input normalization."""
         d = self.data
         shift = None if d.shift is None else torch.from_numpy(d.shift)
         scale = None if d.scale is None else torch.from_numpy(d.scale)
-        return TrainedModel(self.net, Normalizer(shift, scale), self.loss, d.classes, d.inputs)
+        normalizer = Normalizer(shift, scale)
+        if d.fields:
+            return TrainedTableModel(
+                self.net, normalizer, self.loss, d.classes, d.inputs, d.fields, d.numeric,
+                d.buckets,
+            )  # fmt: skip
+        return TrainedModel(self.net, normalizer, self.loss, d.classes, d.inputs)
 
-    def final_metrics(self, params: np.ndarray) -> dict[str, float | None]:
-        """train/val/test loss and accuracy of ``params`` (left loaded in the network)."""
-        self._load(params)
+    def final_metrics(self, state: ModelState) -> dict[str, float | None]:
+        """train/val/test loss and accuracy (and AUC) of ``state`` (left loaded in the
+        network)."""
+        self._load(state)
         m = self._splits("train", "val", "test")
         return {f"{split}_{k}": v for split, values in m.items() for k, v in values.items()}
 

@@ -63,7 +63,8 @@ class Progress(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class Evaluation(Event):
-    """The parameters at ``step`` evaluated on the training and validation splits."""
+    """The parameters at ``step`` evaluated on the training and validation splits (AUC for
+    ``bce`` losses, whose loss is the log loss)."""
 
     kind: ClassVar[str] = "evaluation"
     step: int
@@ -75,6 +76,8 @@ class Evaluation(Event):
     val_accuracy: float | None = None
     generalization_gap: float | None = None
     elapsed_s: float = 0.0
+    train_auc: float | None = None
+    val_auc: float | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,10 @@ class Figures:
     bytes_pulled: int
     histograms: dict[str, dict[str, Any]]
     links: dict[str, int] = field(default_factory=dict)  # worker-shard links by kind
+    table_rows: int = 0  # embedding rows the shards hold
+    rows_pushed: int = 0  # row gradients received by the shards
+    sparse_bytes_pushed: int = 0
+    sparse_bytes_pulled: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -160,6 +167,10 @@ class JobResult:
     curves_error: str | None = None
     export_error: str | None = None
     state: str = "SUCCEEDED"
+    train_auc: float | None = None
+    val_auc: float | None = None
+    test_auc: float | None = None
+    table_rows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -109,6 +109,7 @@ def make_result(
         worker_restarts=budget.worker_restarts,
         restores=budget.restores,
         shards=[s.summary() for s in stats],
+        table_rows=sum(s.table_rows for s in stats),
         **final,
     )
     check_result(result)

@@ -19,6 +19,7 @@ from typing import IO, Any
 import torch
 
 from ps.jobs.events import HISTORY_KINDS, Event, JobResult
+from ps.jobs.snapshot import ModelState
 from ps.plot import plot_curves
 from ps.server.checkpoint import latest_checkpoint, read_checkpoint, write_checkpoint
 from ps.spec import JobSpec
@@ -106,11 +107,15 @@ class RunDirectory:
 
     # -- checkpoints -------------------------------------------------------------------------
     def write_checkpoint(
-        self, version: int, shard_states: list[dict[str, Any]], meta: dict[str, Any], best: Any
+        self,
+        version: int,
+        shard_states: list[dict[str, Any]],
+        meta: dict[str, Any],
+        best: ModelState | None,
     ) -> float:
         """Write one whole-job checkpoint atomically; returns the seconds it took."""
         t0 = time.perf_counter()
-        extra = {"best.pt": {"params": torch.as_tensor(best)}} if best is not None else {}
+        extra = {"best.pt": best.to_saved()} if best is not None else {}
         write_checkpoint(
             self.checkpoints, version, shard_states, meta, self.spec.checkpoint.keep, extra
         )
@@ -121,11 +126,11 @@ class RunDirectory:
 
     @staticmethod
     def read_checkpoint(checkpoint: Path) -> tuple[dict[str, Any], list[dict[str, Any]], Any]:
-        """(meta, shard states, best parameters or None) of a checkpoint directory."""
+        """(meta, shard states, best state or None) of a checkpoint directory."""
         meta, states = read_checkpoint(checkpoint)
         best = None
         if meta.get("best_step") is not None and (checkpoint / "best.pt").is_file():
-            best = torch.load(checkpoint / "best.pt", weights_only=True)["params"].numpy()
+            best = ModelState.from_saved(torch.load(checkpoint / "best.pt", weights_only=True))
         return meta, states, best
 
     # -- the end -----------------------------------------------------------------------------

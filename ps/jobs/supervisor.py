@@ -18,7 +18,7 @@ import numpy as np
 import ray
 import torch
 
-from ps.jobs.actors import Generation, JobActors, join_state
+from ps.jobs.actors import Generation, JobActors, ModelLayout
 from ps.jobs.admission import prepare
 from ps.jobs.attempt import Attempt, AttemptOutcome
 from ps.jobs.errors import JobCancelled, ShardLost
@@ -28,6 +28,7 @@ from ps.jobs.failures import FailureBudget
 from ps.jobs.plan import JobPlan
 from ps.jobs.results import make_result
 from ps.jobs.rundir import RunDirectory, checkpoint_step, preload_finishing
+from ps.jobs.snapshot import join_state
 from ps.jobs.state import JobState
 from ps.jobs.telemetry import JobFigures
 from ps.spec import JobSpec
@@ -133,17 +134,14 @@ class JobSupervisor:
         data, net = await asyncio.to_thread(prepare, spec)
         plan = JobPlan.make(spec, len(data.x_train))
         evaluator = Evaluator(spec, plan, data, net)
-        flat = evaluator.flat
-        initial = flat.state.numpy().copy()
+        initial = evaluator.flat.state.numpy().copy()
+        train = [data.x_train, data.y_train] + ([] if data.ids_train is None else [data.ids_train])
         self.actors = JobActors(
             self.job_id,
             spec,
             plan,
-            flat.n_params,
-            flat.n_buffers,
-            data.inputs,
-            data.n_outputs,
-            [ray.put(data.x_train), ray.put(data.y_train)],
+            ModelLayout.of(evaluator),
+            [ray.put(part) for part in train],
             ray.get_runtime_context().current_actor,
         )
         if self.resume:  # an earlier incarnation of this job may have left actors and buffers
@@ -207,12 +205,12 @@ class JobSupervisor:
         shards = self.gen.shards
         finals = await asyncio.gather(*[s.final.remote() for s in shards])
         stats = await asyncio.gather(*[s.stats.remote() for s in shards])
-        params = join_state(finals)
+        state = join_state(finals)
         version = min(f["version"] for f in finals)
         if evaluator.last is None or evaluator.last.step != version:
             elapsed = time.monotonic() - self.figures.started
-            await self.emit(evaluator.evaluate(version, params, stats[0].lr, elapsed))
-        exported, exported_step = evaluator.exported(params, version)
+            await self.emit(evaluator.evaluate(version, state, stats[0].lr, elapsed))
+        exported, exported_step = evaluator.exported(state, version)
         final = evaluator.final_metrics(exported)
         model = evaluator.trained_model()
         save_model(self.rundir.path / "model.pt", self.spec.model, model, data.n_outputs)

@@ -120,6 +120,10 @@ class JobFigures:
             bytes_pushed=sum(s.bytes_pushed for s in stats),
             bytes_pulled=sum(s.bytes_pulled for s in stats),
             links=_count(kind for kinds in self._links.values() for kind in kinds),
+            table_rows=sum(s.table_rows for s in stats),
+            rows_pushed=sum(s.rows_pushed for s in stats),
+            sparse_bytes_pushed=sum(s.sparse_bytes_pushed for s in stats),
+            sparse_bytes_pulled=sum(s.sparse_bytes_pulled for s in stats),
             histograms={
                 **{k: h.to_dict() for k, h in hist.items()},
                 "update": update.to_dict(),

@@ -45,6 +45,7 @@ class ModelCheck:
 
     n_params: int
     n_buffers: int
+    tables: int = 0
 
 
 def runtime_env(spec: JobSpec) -> dict[str, Any] | None:
@@ -155,7 +156,9 @@ def _dry_run(spec: JobSpec, inputs: Any, n_outputs: int | None) -> ModelCheck:
             f"the model has {n_params:,} parameters, more than ps.max_params = "
             f"{spec.ps.max_params:,}",
         )
-    return ModelCheck(n_params, n_buffers)
+    from workers.sparse import sparse_modules
+
+    return ModelCheck(n_params, n_buffers, len(sparse_modules(model)))
 
 
 def check_user_model(spec: JobSpec, inputs: Any, n_outputs: int | None) -> ModelCheck:

@@ -29,6 +29,7 @@ class ParameterShard:
         params: its initial slice; ``buffers``: the model's initial buffers (shard 0).
         restore: a checkpointed :meth:`ShardCore.state_dict` to continue from.
         num_threads: torch threads for the update.
+        eval_keys: per table, this shard's keys that evaluations read.
     """
 
     def __init__(
@@ -38,9 +39,10 @@ class ParameterShard:
         buffers: np.ndarray | None = None,
         restore: dict[str, Any] | None = None,
         num_threads: int = 1,
+        eval_keys: dict[int, np.ndarray] | None = None,
     ) -> None:
         torch.set_num_threads(max(1, num_threads))
-        self.core = ShardCore(config, params, buffers)
+        self.core = ShardCore(config, params, buffers, eval_keys)
         if restore is not None:
             self.core.load_state_dict(restore)
         self.lock = threading.Lock()
@@ -90,12 +92,14 @@ class ParameterShard:
         return self.server.address if self.server else None
 
     # -- the Ray-call transport -------------------------------------------------------------
-    async def pull(self, worker: int, clock: int, shm_params: str | None = None) -> dict[str, Any]:
+    async def pull(
+        self, worker: int, clock: int, shm_params: str | None = None, rows: list | None = None
+    ) -> dict[str, Any]:
         cond = self._cond()
         async with cond:
             await cond.wait_for(lambda: self._locked(lambda: self.core.may_pull(clock)))
         with self.lock:
-            return self.core.read(clock, shm_params)
+            return self.core.read(clock, shm_params, rows)
 
     async def push(
         self,
@@ -103,9 +107,10 @@ class ParameterShard:
         grad: Any = None,
         shm_grads: str | None = None,
         buffers: np.ndarray | None = None,
+        rows: list | None = None,
     ) -> str:
         with self.lock:
-            status = self.core.push(push, grad, shm_grads, buffers)
+            status = self.core.push(push, grad, shm_grads, buffers, rows)
         await self._notify()
         self._changed_here()
         return status
@@ -144,6 +149,11 @@ class ParameterShard:
     def final(self) -> dict[str, Any]:
         with self.lock:
             return self.core.final()
+
+    def lookup_rows(self, clock: int, table: int, keys: np.ndarray) -> np.ndarray:
+        """Embedding rows for a worker at ``clock`` (a read outside the pull)."""
+        with self.lock:
+            return self.core.lookup_rows(clock, table, keys)
 
     def stats(self) -> ShardStats:
         with self.lock:

@@ -18,7 +18,7 @@ import selectors
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -45,6 +45,7 @@ class _Connection:
     worker: int
     shm_state: str | None
     shm_grads: str | None
+    rows: list = field(default_factory=list)  # ROWS_PUSH messages for the next PUSH
 
 
 class ChannelServer:
@@ -80,7 +81,7 @@ class ChannelServer:
             self.selector.register(listener, selectors.EVENT_READ, "listen")
         self._wake_r, self._wake_w = socket.socketpair()
         self.selector.register(self._wake_r, selectors.EVENT_READ, "wake")
-        self.parked: list[tuple[_Connection, int]] = []
+        self.parked: list[tuple[_Connection, int, list]] = []  # (conn, clock, row requests)
         self.connections: dict[str, int] = {"shm": 0, "stream": 0}
         self._closing = False
         self._push_scratch: dict[tuple, tuple] = {}
@@ -136,7 +137,7 @@ class ChannelServer:
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(conn.sock)
         conn.sock.close()
-        self.parked = [(c, clock) for c, clock in self.parked if c is not conn]
+        self.parked = [p for p in self.parked if p[0] is not conn]
 
     def _receive(self, conn: _Connection) -> None:
         try:
@@ -144,27 +145,51 @@ class ChannelServer:
             if kind == wire.PUSH:
                 self._push(conn)
             elif kind == wire.PULL:
-                (clock,) = wire.recv_struct(conn.sock, wire.PULL_BODY)
-                self.parked.append((conn, clock))
+                clock, count = wire.recv_struct(conn.sock, wire.PULL_BODY)
+                self.parked.append((conn, clock, wire.recv_requests(conn.sock, count)))
+            elif kind == wire.ROWS_PUSH:
+                seq, table, n = wire.recv_struct(conn.sock, wire.ROWS_BODY)
+                keys = wire.recv_keys(conn.sock, n)
+                grads = np.empty((n, self._width(table)), np.float32)
+                wire.recv_arrays(conn.sock, [grads])
+                conn.rows.append((table, keys, grads))
+            elif kind == wire.ROWS_PULL:
+                self._rows_pull(conn)
             else:
                 raise wire.ChannelClosed(f"unknown message type {kind}")
-        except (OSError, wire.ChannelClosed, ValueError):
+        except (OSError, wire.ChannelClosed, ValueError, RuntimeError):
             self._drop(conn)  # the worker died or broke the protocol; its replacement reconnects
+
+    def _width(self, table: int) -> int:
+        tables = self.core.config.tables.tables
+        if not 0 <= table < len(tables):
+            raise wire.ChannelClosed(f"rows of table {table} (the model has {len(tables)})")
+        return tables[table].width
+
+    def _rows_pull(self, conn: _Connection) -> None:
+        if any(p[0] is conn for p in self.parked):
+            raise wire.ChannelClosed("a ROWS_PULL while a PULL waits")
+        clock, table, n = wire.recv_struct(conn.sock, wire.ROWS_BODY)
+        keys = wire.recv_keys(conn.sock, n)
+        with self.lock:
+            values = self.core.lookup_rows(clock, table, keys)
+        wire.send_arrays(conn.sock, wire.TYPE.pack(wire.ROWS), [values])
 
     def _push(self, conn: _Connection) -> None:
         body = wire.recv_struct(conn.sock, wire.PUSH_BODY)
         seq, version, min_clock, norm, has_norm, kind, n, k = body
         record = Push(conn.worker, seq, version, min_clock, norm if has_norm else None)
+        rows, conn.rows = conn.rows, []
         if conn.shm_grads:
             with self.lock:
-                status = self.core.push(record, shm_grads=conn.shm_grads)
+                status = self.core.push(record, shm_grads=conn.shm_grads, rows=rows)
         else:
             payload, arrays = self._scratch(kind, n, k)
             wire.recv_arrays(conn.sock, arrays)
             wire.recv_arrays(conn.sock, [self._buffers])
             grad = arrays[0] if payload is None else payload
             with self.lock:
-                status = self.core.push(record, grad, buffers=self._buffers)
+                status = self.core.push(record, grad, buffers=self._buffers, rows=rows)
         conn.sock.sendall(wire.ACK_HEAD.pack(wire.ACK, wire.STATUSES.index(status)))
         self.changed()
 
@@ -180,18 +205,18 @@ class ChannelServer:
 
     def _serve_parked(self) -> None:
         waiting, self.parked = self.parked, []
-        for conn, clock in waiting:
-            with self.lock:
-                if not self.core.may_pull(clock):
-                    self.parked.append((conn, clock))
-                    continue
-                reply = self.core.read(clock, conn.shm_state)
+        for conn, clock, requests in waiting:
             try:
+                with self.lock:
+                    if not self.core.may_pull(clock):
+                        self.parked.append((conn, clock, requests))
+                        continue
+                    reply = self.core.read(clock, conn.shm_state, requests)
                 head = wire.STATE_HEAD.pack(
                     wire.STATE, int(reply["stop"]), reply["version"], reply.get("min_clock", 0)
                 )
                 inline = not (reply["stop"] or conn.shm_state)
                 arrays = [reply["params"], reply["buffers"]] if inline else []
-                wire.send_arrays(conn.sock, head, arrays)
-            except OSError:
-                self._drop(conn)
+                wire.send_arrays(conn.sock, head, arrays + reply.get("rows", []))
+            except (OSError, ValueError, RuntimeError):
+                self._drop(conn)  # gone, or a broken request: its worker fails and is replaced

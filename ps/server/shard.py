@@ -23,6 +23,7 @@ import torch
 from ps.metrics import LATENCY_BUCKETS, Buckets
 from ps.optim import Optimizer, resolve_optimizer, resolve_regularization
 from ps.server.gate import ClockGate
+from ps.server.tables import RowsPush, RowsRequest, ShardTables, TablesConfig
 from workers import shm
 from workers.compression import decompress_into, payload_nbytes, payload_shape
 
@@ -54,6 +55,7 @@ class ShardConfig:
             their buffers' values with every gradient: sync steps average them, async keeps the
             latest.
         token: the job's data-plane secret (None: no channels, Ray calls only).
+        tables: the model's embedding tables (see :mod:`ps.server.tables`).
     """
 
     index: int
@@ -72,6 +74,7 @@ class ShardConfig:
     buffers: int = 0
     buffer_offset: int = 0
     token: bytes | None = field(default=None, repr=False)
+    tables: TablesConfig = TablesConfig()
 
     @classmethod
     def make(
@@ -132,6 +135,12 @@ class ShardStats:
     bytes_pulled: int = 0
     channels: dict[str, int] = field(default_factory=dict)  # connections by kind (shm, stream)
     pid: int = 0
+    table_rows: int = 0  # embedding rows this shard holds
+    table_bytes: int = 0
+    rows_pushed: int = 0
+    rows_pulled: int = 0
+    sparse_bytes_pushed: int = 0
+    sparse_bytes_pulled: int = 0
 
     def summary(self) -> dict[str, Any]:
         """The figures result.json keeps per shard (histograms aside)."""
@@ -144,6 +153,8 @@ class ShardCore:
     Args:
         config: see :class:`ShardConfig`.
         params: its initial slice of the flat parameters (copied).
+        buffers: the model's initial float buffers (shard 0).
+        eval_keys: per table, the keys of this shard that evaluations read.
     """
 
     def __init__(
@@ -151,6 +162,7 @@ class ShardCore:
         config: ShardConfig,
         params: np.ndarray | torch.Tensor,
         buffers: np.ndarray | None = None,
+        eval_keys: dict[int, np.ndarray] | None = None,
     ) -> None:
         self.config = config
         self.index = config.index
@@ -167,6 +179,7 @@ class ShardCore:
         self.optimizer = Optimizer(config.optimizer, config.regularization)
         self.state = self.optimizer.init(self.params)
         self.gate = ClockGate.for_mode(config.mode, config.workers, config.staleness)
+        self.tables = ShardTables(config.tables, config.workers, config.shards > 1, eval_keys)
         self.version = 0
         self.stopped = config.max_version == 0
         self.last_seq = [0] * config.workers
@@ -206,6 +219,7 @@ class ShardCore:
             "last_seq": list(self.last_seq),
             "skipped": self.skipped,
             "buffers": self.buffers.clone(),
+            "tables": self.tables.state_dict(),
         }
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
@@ -229,18 +243,23 @@ class ShardCore:
         if "buffers" in saved:
             self.buffers.copy_(torch.as_tensor(saved["buffers"]))
         self._sync_steps = self.gate.min_clock
+        if self.tables:
+            self.tables.load_state_dict(saved.get("tables", {}), self.gate.clocks)
         self.lr = self.optimizer.lr_at(self.state.step)
         max_version = self.config.max_version
         self.stopped = max_version is not None and self.version >= max_version
 
     # -- reads -------------------------------------------------------------------------------
     def may_pull(self, clock: int) -> bool:
-        return self.stopped or self.gate.may_pull(clock)
+        return self.stopped or (self.gate.may_pull(clock) and self.tables.may_pull(clock))
 
-    def read(self, clock: int, shm_params: str | None = None) -> dict[str, Any]:
+    def read(
+        self, clock: int, shm_params: str | None = None, rows: list[RowsRequest] | None = None
+    ) -> dict[str, Any]:
         """The parameters a worker at ``clock`` computes its next gradient from: a copy in the
         reply (the reader may hold it while updates continue), or, given a worker's shared
-        parameter buffer on this node, copied straight into it.
+        parameter buffer on this node, copied straight into it. ``rows``: embedding rows to
+        read as well (``reply["rows"]``, one array per request).
 
         In sync mode a worker replaced mid-push replays a step that some shards already finished
         (its push reached them before it died) and others did not: those shards answer with
@@ -260,6 +279,8 @@ class ShardCore:
             version, min_clock = self._version_before_step, clock
         self.timing["bytes_pulled"] += (params.numel() + buffers.numel()) * 4
         reply = {"stop": False, "version": version, "min_clock": min_clock}
+        if rows:
+            reply["rows"] = self.tables.read(clock, rows)
         if shm_params is None:
             reply["params"] = params.numpy().copy()
             reply["buffers"] = buffers.numpy().copy()
@@ -294,10 +315,12 @@ class ShardCore:
         grad: Any = None,
         shm_grads: str | None = None,
         buffers: np.ndarray | None = None,
+        rows: list[RowsPush] | None = None,
     ) -> str:
         """Offer a worker's gradient: ``grad`` is a float32 array or a compressed payload; with
         ``shm_grads`` it is read from that shared buffer of the worker (its slice, in place),
-        and so are its buffers' values (else ``buffers``).
+        and so are its buffers' values (else ``buffers``). ``rows``: its embedding-row gradients
+        for this shard's rows (accepted or rejected with the dense gradient).
 
         Returns one of ``applied``, ``accumulated`` (sync, waiting for the step's other workers),
         ``duplicate``, ``rejected`` (non-finite), ``stopped``.
@@ -320,20 +343,20 @@ class ShardCore:
             grad = decompress_into(grad, self.grad_buf.numpy())
         if self.stopped:
             self.gate.tick(worker, seq)
+            self.tables.gate.tick(worker, seq)
             self.rejected["stopped"] += 1
             return STOPPED
-        finite = _finite_norm(push.grad_norm) and _all_finite(grad)
+        rows_finite = self.tables.check(rows) if rows else True
+        finite = _finite_norm(push.grad_norm) and _all_finite(grad) and rows_finite
         self._count(push, finite)
         self._take_buffers(buffers)
         self.gate.tick(worker, seq)
+        if self.tables:  # the tables' step ends before the dense one (captures include it)
+            self.tables.take(rows or [], finite)
+            self.tables.tick(worker, seq)
         if self.config.mode == "sync":
             if finite:
-                if self._acc_count == 0:  # the step's first gradient: no zeroing, no addition
-                    np.copyto(self._acc.numpy(), grad)
-                else:
-                    np.add(self._acc.numpy(), grad, out=self._acc.numpy())
-                self._acc_count += 1
-                self._acc_norms += push.grad_norm or 0.0
+                self._accumulate(grad, push.grad_norm or 0.0)
             if self.gate.min_clock > self._sync_steps:
                 return self._finish_sync_step()
             return ACCUMULATED if finite else REJECTED
@@ -344,6 +367,15 @@ class ShardCore:
             np.copyto(self.grad_buf.numpy(), grad)
         self._apply(self.grad_buf, push.grad_norm if self.config.shards > 1 else None)
         return APPLIED
+
+    def _accumulate(self, grad: np.ndarray, norm: float) -> None:
+        """Add one worker's gradient to the sync step's sum."""
+        if self._acc_count == 0:  # the step's first gradient: no zeroing, no addition
+            np.copyto(self._acc.numpy(), grad)
+        else:
+            np.add(self._acc.numpy(), grad, out=self._acc.numpy())
+        self._acc_count += 1
+        self._acc_norms += norm
 
     def _take_buffers(self, values: np.ndarray | None) -> None:
         """A worker's buffers: summed for the sync step's average, or (async) the latest."""
@@ -421,6 +453,8 @@ class ShardCore:
         }
         if ckpt_due:
             snap["state"] = self.state_dict()
+        if eval_due and self.tables:
+            snap["rows"] = self.tables.capture()
         self.snapshots[v] = snap
 
     def worker_clock(self, worker: int) -> int:
@@ -439,7 +473,12 @@ class ShardCore:
             "version": self.version,
             "params": self.params.numpy().copy(),
             "buffers": self.buffers.numpy().copy(),
+            "rows": self.tables.items(),
         }
+
+    def lookup_rows(self, clock: int, table: int, keys: np.ndarray) -> np.ndarray:
+        """Rows of ``table`` for a worker at ``clock`` (a module's read outside the pull)."""
+        return self.tables.read(clock, [(table, np.asarray(keys, dtype=np.int64))])[0]
 
     def stats(self) -> ShardStats:
         return ShardStats(
@@ -455,6 +494,7 @@ class ShardCore:
             diverged=self.diverged,
             skipped_updates=self.skipped,
             **self.timing,
+            **self.tables.stats(),
         )
 
 

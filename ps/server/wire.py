@@ -5,15 +5,19 @@ A worker keeps one connection per shard (a Unix-domain socket on the same node, 
 nodes), opened once per job with :data:`HELLO` (its index, the job's secret, and — on the same
 node — the names of its shared-memory buffers). Then, per step::
 
+    worker → shard   ROWS_PUSH  seq, table, n, keys, gradient rows    (one per table, if any)
     worker → shard   PUSH  seq, base version, base min clock, global norm [, payload]
-    worker → shard   PULL  clock
+    worker → shard   PULL  clock, r, then r × (table, n, keys)            (rows to read)
     shard  → worker  ACK   status
-    shard  → worker  STATE stop, version, min clock [, payload]
+    shard  → worker  STATE stop, version, min clock [, payload] [, r × rows]
 
 With shared memory the payloads are empty: the shard reads the gradient from the worker's
 gradient buffer and writes the parameters into its parameter buffer, and the messages are only
 doorbells. Otherwise a payload is the shard's slice as float32 (or a compressed gradient), then
-the buffers as float32.
+the buffers as float32. Embedding rows always travel inline, by key: keys are int64, rows
+float32 of the table's width; a ROWS_PUSH belongs to the PUSH that follows it. A module that
+reads rows outside the pull (a user module) sends ``ROWS_PULL clock, table, n, keys`` and gets
+``ROWS`` with the rows at once.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 
 MAGIC = b"PSC1"
 TOKEN_BYTES = 32
-PUSH, PULL, ACK, STATE, HELLO_OK = 1, 2, 3, 4, 5
+PUSH, PULL, ACK, STATE, HELLO_OK, ROWS_PUSH, ROWS_PULL, ROWS = 1, 2, 3, 4, 5, 6, 7, 8
 STATUSES = ("applied", "accumulated", "duplicate", "rejected", "stopped")
 
 # kind: 0 dense float32, 1 fp16, 2 bf16, 3 top-k (int32 indices, float32 values)
@@ -38,7 +42,10 @@ KIND_NAMES = {v: k for k, v in PAYLOAD_KINDS.items()}
 HELLO_HEAD = struct.Struct("<4si32sBHH")  # magic, worker, token, shared memory?, name lengths
 TYPE = struct.Struct("<B")  # every message after HELLO starts with its type
 PUSH_BODY = struct.Struct("<qqqdBBqq")  # seq, version, min clock, norm, has norm, kind, n, k
-PULL_BODY = struct.Struct("<q")  # clock
+PULL_BODY = struct.Struct("<qH")  # clock, row requests that follow
+ROWS_BODY = struct.Struct("<qHq")  # seq (push) or clock (pull), table, keys
+ROWS_REQUEST = struct.Struct("<Hq")  # table, keys
+MAX_ROWS = 1 << 24  # keys in one message (bounds what a peer can make a shard allocate)
 ACK_HEAD = struct.Struct("<BB")  # type, status
 STATE_HEAD = struct.Struct("<BBqq")  # type, stop, version, min clock
 
@@ -120,12 +127,47 @@ def gradient_buffers(kind: int, size: int, k: int) -> tuple[dict | None, list[np
     raise ChannelClosed(f"a gradient payload of unknown kind {kind} or size {k}")
 
 
-def send_arrays(sock: socket.socket, head: bytes, arrays: list[np.ndarray]) -> None:
-    """A header and arrays, without copying the arrays."""
-    sock.sendall(head)
+def send_arrays(sock: socket.socket, head: bytes, arrays: list[np.ndarray | bytes]) -> None:
+    """A header and arrays (or more header bytes), in one gathering write where the socket
+    takes it, without copying the arrays."""
+    parts = [memoryview(head)]
     for a in arrays:
-        if a.size:
-            sock.sendall(memoryview(np.ascontiguousarray(a)).cast("B"))
+        view = memoryview(a) if isinstance(a, bytes) else memoryview(np.ascontiguousarray(a))
+        if view.nbytes:
+            parts.append(view.cast("B"))
+    while parts:
+        sent = sock.sendmsg(parts)
+        while parts and sent >= parts[0].nbytes:
+            sent -= parts[0].nbytes
+            parts.pop(0)
+        if parts and sent:
+            parts[0] = parts[0][sent:]
+
+
+def pull_message(clock: int, requests: list[tuple[int, np.ndarray]]) -> tuple[bytes, list]:
+    """A PULL of the parameters for ``clock`` and of the rows ``requests`` (table, keys)."""
+    head = TYPE.pack(PULL) + PULL_BODY.pack(clock, len(requests))
+    parts: list = []
+    for table, keys in requests:
+        parts += [ROWS_REQUEST.pack(table, len(keys)), keys]
+    return head, parts
+
+
+def recv_keys(sock: socket.socket, n: int) -> np.ndarray:
+    if not 0 <= n <= MAX_ROWS:
+        raise ChannelClosed(f"{n} row keys in one message (at most {MAX_ROWS})")
+    keys = np.empty(n, np.int64)
+    recv_arrays(sock, [keys])
+    return keys
+
+
+def recv_requests(sock: socket.socket, count: int) -> list[tuple[int, np.ndarray]]:
+    """The row requests that follow a PULL."""
+    out = []
+    for _ in range(count):
+        table, n = recv_struct(sock, ROWS_REQUEST)
+        out.append((table, recv_keys(sock, n)))
+    return out
 
 
 def recv_arrays(sock: socket.socket, arrays: list[np.ndarray]) -> None:

@@ -18,14 +18,17 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ps.errors import SpecError, clip
 from ps.optim import resolve_optimizer, resolve_regularization
+from ps.optim.rows import resolve_sparse_optimizer
 from ps.spec.base import MAX_NAME_CHARS, _plain_text, _Strict
 from ps.spec.data import BUNDLED_SOURCES, FILE_SUFFIXES, DataSpec
 from ps.spec.model import (
     ACTIVATIONS,
+    CTR_TYPES,
     INITIALIZERS,
     Activation,
     DenseLayer,
     DropoutLayer,
+    EmbeddingSpec,
     Init,
     Layer,
     ModelSpec,
@@ -40,6 +43,7 @@ __all__ = [
     "DataSpec",
     "DenseLayer",
     "DropoutLayer",
+    "EmbeddingSpec",
     "Init",
     "JobSpec",
     "Layer",
@@ -77,12 +81,23 @@ class TrainingSpec(_Strict):
     transport: Literal["auto", "stream", "object_store"] = "auto"
     topk_ratio: Annotated[float, Field(gt=0, le=1)] = 0.01
     divergence_threshold: Annotated[int, Field(ge=1)] = 20
+    sparse_staleness: Annotated[int, Field(ge=0, le=10_000)] | None = None
+
+    @property
+    def table_mode(self) -> tuple[str, int]:
+        """(mode, staleness) of the embedding tables: ``sparse_staleness`` when given (0 is
+        sync, else bounded), else the dense part's."""
+        bound = self.sparse_staleness
+        if bound is None:
+            return self.mode, self.staleness
+        return ("sync", 0) if bound == 0 else ("ssp", bound)
 
 
 class PSSpec(_Strict):
     shards: Annotated[int, Field(ge=1, le=256)] = 1
     resources: Resources = Resources(num_cpus=0.0)
     max_params: Annotated[int, Field(ge=1, le=10_000_000_000)] = 100_000_000
+    max_table_bytes: Annotated[int, Field(ge=2**20, le=2**40)] = 8 * 2**30
 
 
 class CheckpointSpec(_Strict):
@@ -107,6 +122,7 @@ class JobSpec(_Strict):
         default_factory=lambda: {"name": "adam"}, validate_default=True
     )
     regularization: dict[str, Any] = Field(default_factory=dict, validate_default=True)
+    sparse_optimizer: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     training: TrainingSpec = TrainingSpec()
     ps: PSSpec = PSSpec()
     checkpoint: CheckpointSpec = CheckpointSpec()
@@ -124,6 +140,30 @@ class JobSpec(_Strict):
         if v is not None and not isinstance(v, Mapping):
             raise SpecError("regularization", f"must be a mapping, got {type(v).__name__}")
         return resolve_regularization(v)
+
+    @field_validator("sparse_optimizer", mode="before")
+    @classmethod
+    def _sparse_optimizer(cls, v: Any) -> dict[str, Any]:
+        if v is not None and not isinstance(v, Mapping):
+            raise SpecError("sparse_optimizer", f"must be a mapping, got {type(v).__name__}")
+        return resolve_sparse_optimizer(v)
+
+    @model_validator(mode="after")
+    def _features_fit_model(self) -> JobSpec:
+        model, data = self.model, self.data
+        if model.type in CTR_TYPES and not data.has_categorical:
+            raise SpecError(
+                "model.type",
+                f"{model.type!r} needs categorical features: data.categorical (csv / parquet) "
+                "or data.source synthetic-ctr",
+            )
+        if data.has_categorical and model.type == "sequential" and model.module is None:
+            raise SpecError(
+                "model.type",
+                "categorical features need model.type logistic, fm or deepfm, or a user module "
+                "(model.module, called as module(ids, numeric))",
+            )
+        return self
 
     @model_validator(mode="after")
     def _monitor_has_data(self) -> JobSpec:

@@ -15,9 +15,11 @@ BUNDLED_SOURCES = (
     "synthetic-classification",
     "synthetic-regression",
     "synthetic-adding",
+    "synthetic-ctr",
 )
 LAYOUTS = ("table", "image", "sequence")
 FILE_SUFFIXES = (".npz", ".csv", ".parquet")
+MAX_CATEGORICAL = 1000  # categorical columns (fields) of a dataset
 
 
 class DataSpec(_Strict):
@@ -35,6 +37,19 @@ class DataSpec(_Strict):
     normalize: Literal["standard", "minmax", "none"] = "standard"
     layout: Literal[LAYOUTS] | None = None  # type: ignore[valid-type]
     sequence_length: Annotated[int, Field(ge=2, le=10_000)] = 50
+    categorical: Annotated[list[str], Field(max_length=MAX_CATEGORICAL)] = []
+    n_fields: Annotated[int, Field(ge=1, le=MAX_CATEGORICAL)] = 8
+    n_ids: Annotated[int, Field(ge=2, le=100_000_000)] = 1000
+
+    @field_validator("categorical")
+    @classmethod
+    def _column_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            _plain_text(name, MAX_NAME_CHARS)
+        repeated = sorted({n for n in v if v.count(n) > 1})
+        if repeated:
+            raise ValueError(f"lists {clip(repeated)} more than once")
+        return v
 
     @field_validator("source")
     @classmethod
@@ -64,10 +79,20 @@ class DataSpec(_Strict):
             raise SpecError("data.target", f"required for a {Path(self.source).suffix} source")
         if self.source.startswith("synthetic-"):
             self._check_synthetic()
+        if self.categorical:
+            if Path(self.source).suffix.lower() not in (".csv", ".parquet"):
+                raise SpecError(
+                    "data.categorical",
+                    "only for .csv / .parquet sources (synthetic-ctr makes its own categorical "
+                    "fields)",
+                )
+            if self.target in self.categorical:
+                raise SpecError("data.categorical", f"lists the target {clip(self.target)}")
         fixed = {
             "synthetic-classification": "table",
             "synthetic-regression": "table",
             "synthetic-adding": "sequence",
+            "synthetic-ctr": "table",
             ".csv": "table",
             ".parquet": "table",
         }.get(self.source if self.source in BUNDLED_SOURCES else Path(self.source).suffix.lower())
@@ -76,7 +101,10 @@ class DataSpec(_Strict):
         return self
 
     def _check_synthetic(self) -> None:
-        width = self.sequence_length * 2 if self.source == "synthetic-adding" else self.n_features
+        width = {
+            "synthetic-adding": self.sequence_length * 2,
+            "synthetic-ctr": self.n_fields,
+        }.get(self.source, self.n_features)
         values = self.n_samples * width
         if values > MAX_SYNTHETIC_VALUES:
             raise SpecError(
@@ -104,6 +132,11 @@ class DataSpec(_Strict):
         """Features that carry the classes in ``synthetic-classification`` (capped: scikit-learn
         places the class clusters on the vertices of a hypercube of this dimension)."""
         return max(2, min(self.n_features, self.n_features // 2 + 1, 30))
+
+    @property
+    def has_categorical(self) -> bool:
+        """Whether the samples have categorical fields (ids for embedding tables)."""
+        return bool(self.categorical) or self.source == "synthetic-ctr"
 
     @property
     def is_file(self) -> bool:

@@ -193,14 +193,39 @@ LAYER_TYPES = (
 )
 LOSSES = ("cross_entropy", "mse", "bce")
 MAX_KWARGS_CHARS = 65_536
+MODEL_TYPES = ("sequential", "logistic", "fm", "deepfm")
+CTR_TYPES = ("logistic", "fm", "deepfm")
+MAX_BUCKETS = 2**40
+
+
+class EmbeddingSpec(_Strict):
+    """The embedding table of a built-in model over categorical features (and the hashing of
+    categorical columns for user modules).
+
+    Attributes:
+        dim: floats per id (factorization-machine factors; ``logistic`` keeps one weight).
+        buckets: rows of the table: every (column, value) is hashed to one of them. A bound,
+            not an allocation: the shards keep only the rows training touches.
+        init / scale: initial rows — ``normal`` with std ``scale``, ``uniform`` in
+            ``[-scale, scale)``, or ``zeros``.
+    """
+
+    dim: Annotated[int, Field(ge=1, le=1024)] = 8
+    buckets: Annotated[int, Field(ge=1, le=MAX_BUCKETS)] = 2**20
+    init: Literal["normal", "uniform", "zeros"] = "normal"
+    scale: Annotated[float, Field(ge=0, le=MAX_INIT_MAGNITUDE)] = 0.01
 
 
 class ModelSpec(_Strict):
-    """Either a sequential network (``layers``) or the user's own module (``module``).
+    """A sequential network (``layers``), the user's own module (``module``), or a built-in
+    model over categorical features (``type: logistic | fm | deepfm``, with ``embedding``;
+    ``layers`` is then DeepFM's deep tower).
 
     The input shape comes from the data; the last layer's units are the outputs.
     """
 
+    type: Literal[MODEL_TYPES] = "sequential"  # type: ignore[valid-type]
+    embedding: EmbeddingSpec | None = None
     layers: Annotated[list[Layer], Field(min_length=1, max_length=MAX_LAYERS)] | None = None
     module: str | None = None
     kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -231,8 +256,22 @@ class ModelSpec(_Strict):
             raise ValueError(f"is longer than {MAX_KWARGS_CHARS:,} characters as JSON")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _ctr_loss(cls, data: Any) -> Any:
+        # Click-through models predict a probability: bce unless the spec says otherwise.
+        if isinstance(data, dict) and data.get("type") in CTR_TYPES and "loss" not in data:
+            return {**data, "loss": "bce"}
+        return data
+
     @model_validator(mode="after")
     def _one_kind(self) -> ModelSpec:
+        if self.type in CTR_TYPES:
+            return self._check_ctr()
+        if self.embedding is not None and self.module is None:
+            raise SpecError(
+                "model.embedding", "only with model.type logistic, fm or deepfm, or model.module"
+            )
         if (self.layers is None) == (self.module is None):
             raise SpecError("model", "give either layers (a sequential network) or module")
         if self.module is None:
@@ -246,6 +285,33 @@ class ModelSpec(_Strict):
                     "the last layer must be dense (it produces the outputs)",
                 )
         return self
+
+    def _check_ctr(self) -> ModelSpec:
+        if self.module is not None:
+            raise SpecError("model.module", f"not with model.type {self.type!r} (a built-in model)")
+        if self.type == "deepfm" and self.layers is None:
+            raise SpecError("model.layers", "deepfm needs layers: its deep tower")
+        if self.type != "deepfm" and self.layers is not None:
+            raise SpecError("model.layers", f"model.type {self.type!r} has no layers")
+        if self.layers is not None:
+            last = len(self.layers) - 1
+            if self.layers[last].type != "dense" or self.layers[last].units != 1:
+                raise SpecError(
+                    f"model.layers.{last}",
+                    "the deep tower must end in a dense layer of 1 unit (its logit)",
+                )
+        if self.loss == "cross_entropy":
+            raise SpecError(
+                "model.loss", f"model.type {self.type!r} makes one output: use bce or mse"
+            )
+        if self.kwargs or self.code:
+            raise SpecError("model.kwargs" if self.kwargs else "model.code", "only with module")
+        return self
+
+    @property
+    def table(self) -> EmbeddingSpec:
+        """The embedding settings in force (the defaults when none are given)."""
+        return self.embedding or EmbeddingSpec()
 
     @property
     def user_code(self) -> bool:
