@@ -40,6 +40,7 @@ bench: setup
 	$(PY) benchmarks/scaling.py
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/profile_step.py
+	$(PY) benchmarks/sparse.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -123,6 +123,12 @@ class JobSeries:
     bytes_pulled: int = 0
     histograms: dict[str, dict[str, Any]] = field(default_factory=dict)
     links: dict[str, int] = field(default_factory=dict)
+    validation_auc: float | None = None
+    table_rows: int | None = None
+    rows_pushed: int = 0
+    rows_per_step: float | None = None
+    sparse_bytes_pushed: int = 0
+    sparse_bytes_pulled: int = 0
     ended_at: float | None = None
 
 
@@ -176,6 +182,7 @@ class JobTelemetry(Collector):
             if isinstance(event, Evaluation):
                 s.validation_loss = event.val_loss
                 s.validation_accuracy = event.val_accuracy
+                s.validation_auc = event.val_auc
                 s.generalization_gap = event.generalization_gap
                 s.learning_rate = event.learning_rate
                 s.epoch = max(s.epoch, event.epoch)
@@ -196,6 +203,11 @@ class JobTelemetry(Collector):
                 s.bytes_pushed, s.bytes_pulled = f.bytes_pushed, f.bytes_pulled
                 s.histograms = dict(f.histograms)
                 s.links = dict(f.links)
+                if f.table_rows or f.rows_pushed:  # a job with embedding tables
+                    s.table_rows, s.rows_pushed = f.table_rows, f.rows_pushed
+                    s.rows_per_step = f.rows_pushed / f.steps if f.steps else None
+                    s.sparse_bytes_pushed = f.sparse_bytes_pushed
+                    s.sparse_bytes_pulled = f.sparse_bytes_pulled
                 if f.learning_rate is not None:
                     s.learning_rate = f.learning_rate
 
@@ -252,6 +264,17 @@ JOB_COUNTERS = (
     ("ps_job_worker_restarts", "Worker actors replaced after a failure.", "worker_restarts"),
     ("ps_bytes_pushed", "Gradient bytes received by the shards.", "bytes_pushed"),
     ("ps_bytes_pulled", "Parameter bytes sent by the shards.", "bytes_pulled"),
+    ("ps_rows_pushed", "Embedding-row gradients received by the shards.", "rows_pushed"),
+    (
+        "ps_sparse_bytes_pushed",
+        "Embedding-row bytes (keys and gradients) received by the shards.",
+        "sparse_bytes_pushed",
+    ),
+    (
+        "ps_sparse_bytes_pulled",
+        "Embedding-row bytes (keys and rows) sent by the shards.",
+        "sparse_bytes_pulled",
+    ),
 )
 JOB_GAUGES = (
     ("ps_job_epoch", "Epochs completed (fractional).", "epoch"),
@@ -268,6 +291,21 @@ JOB_GAUGES = (
         "generalization_gap",
     ),
     ("ps_job_learning_rate", "Learning rate of the latest update.", "learning_rate"),
+    (
+        "ps_job_validation_auc",
+        "Validation ROC AUC at the latest evaluation (bce).",
+        "validation_auc",
+    ),
+    (
+        "ps_table_rows",
+        "Embedding rows the job's shards hold (created on first touch).",
+        "table_rows",
+    ),
+    (
+        "ps_rows_touched_per_step",
+        "Embedding rows pushed per update, on average (a batch's distinct ids, all workers).",
+        "rows_per_step",
+    ),
 )
 
 

@@ -226,8 +226,11 @@ class LocalRows(nn.Module):
         bind(net, self)
 
     def embed(self, module: SparseEmbedding, ids: Tensor) -> Tensor:
+        """Rows of ``ids``; ids the data did not have read as zeros (as in evaluation)."""
         keys = self.keys[module.table]
-        return self.tables[str(module.table)](torch.searchsorted(keys, ids))
+        at = torch.searchsorted(keys, ids).clamp(max=max(len(keys) - 1, 0))
+        found = (keys[at] == ids).unsqueeze(-1)
+        return self.tables[str(module.table)](at) * found
 
     def rows(self, table: int) -> tuple[np.ndarray, np.ndarray]:
         """(sorted ids, their rows) of ``table``."""

@@ -108,6 +108,8 @@ _EVALUATION = (
     "val_loss",
     "val_accuracy",
     "generalization_gap",
+    "train_auc",
+    "val_auc",
 )
 _RESULT = (
     "stop_reason",
@@ -124,6 +126,10 @@ _RESULT = (
     "val_accuracy",
     "test_loss",
     "test_accuracy",
+    "train_auc",
+    "val_auc",
+    "test_auc",
+    "table_rows",
 )
 
 

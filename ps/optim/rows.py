@@ -154,13 +154,13 @@ def resolve_sparse_optimizer(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
             hyperparameter, naming the key path.
     """
     cfg = dict(cfg or DEFAULT_SPARSE_OPTIMIZER)
-    name = cfg.pop("name", None)
-    if name not in ROW_RULES:
+    name = cfg.pop("name", DEFAULT_SPARSE_OPTIMIZER["name"])
+    if not isinstance(name, str) or name not in ROW_RULES:
         from ps.optim.build import RULES
 
         why = (
             f"{name!r} has no lazy per-row form (its state would move rows a step does not touch)"
-            if name in RULES
+            if isinstance(name, str) and name in RULES
             else f"unknown sparse optimizer {clip(name)}"
         )
         raise SpecError("sparse_optimizer.name", f"{why}; choose from {tuple(ROW_RULES)}")

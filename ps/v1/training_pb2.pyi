@@ -26,7 +26,7 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class JobSpec(_message.Message):
-    __slots__ = ("name", "seed", "data", "model", "optimizer", "regularization", "training", "ps", "checkpoint")
+    __slots__ = ("name", "seed", "data", "model", "optimizer", "regularization", "training", "ps", "checkpoint", "sparse_optimizer")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class JobSpec(_message.Message):
     TRAINING_FIELD_NUMBER: _ClassVar[int]
     PS_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    SPARSE_OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
     name: str
     seed: int
     data: DataSpec
@@ -45,10 +46,11 @@ class JobSpec(_message.Message):
     training: TrainingSpec
     ps: PsSpec
     checkpoint: CheckpointSpec
-    def __init__(self, name: _Optional[str] = ..., seed: _Optional[int] = ..., data: _Optional[_Union[DataSpec, _Mapping]] = ..., model: _Optional[_Union[ModelSpec, _Mapping]] = ..., optimizer: _Optional[_Union[OptimizerSpec, _Mapping]] = ..., regularization: _Optional[_Union[RegularizationSpec, _Mapping]] = ..., training: _Optional[_Union[TrainingSpec, _Mapping]] = ..., ps: _Optional[_Union[PsSpec, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointSpec, _Mapping]] = ...) -> None: ...
+    sparse_optimizer: SparseOptimizerSpec
+    def __init__(self, name: _Optional[str] = ..., seed: _Optional[int] = ..., data: _Optional[_Union[DataSpec, _Mapping]] = ..., model: _Optional[_Union[ModelSpec, _Mapping]] = ..., optimizer: _Optional[_Union[OptimizerSpec, _Mapping]] = ..., regularization: _Optional[_Union[RegularizationSpec, _Mapping]] = ..., training: _Optional[_Union[TrainingSpec, _Mapping]] = ..., ps: _Optional[_Union[PsSpec, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointSpec, _Mapping]] = ..., sparse_optimizer: _Optional[_Union[SparseOptimizerSpec, _Mapping]] = ...) -> None: ...
 
 class DataSpec(_message.Message):
-    __slots__ = ("source", "target", "n_samples", "n_features", "n_classes", "noise", "validation_split", "test_split", "shuffle", "normalize", "layout", "sequence_length")
+    __slots__ = ("source", "target", "n_samples", "n_features", "n_classes", "noise", "validation_split", "test_split", "shuffle", "normalize", "layout", "sequence_length", "categorical", "n_fields", "n_ids")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     N_SAMPLES_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +63,9 @@ class DataSpec(_message.Message):
     NORMALIZE_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CATEGORICAL_FIELD_NUMBER: _ClassVar[int]
+    N_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    N_IDS_FIELD_NUMBER: _ClassVar[int]
     source: str
     target: str
     n_samples: int
@@ -73,7 +78,10 @@ class DataSpec(_message.Message):
     normalize: str
     layout: str
     sequence_length: int
-    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., n_samples: _Optional[int] = ..., n_features: _Optional[int] = ..., n_classes: _Optional[int] = ..., noise: _Optional[float] = ..., validation_split: _Optional[float] = ..., test_split: _Optional[float] = ..., shuffle: _Optional[bool] = ..., normalize: _Optional[str] = ..., layout: _Optional[str] = ..., sequence_length: _Optional[int] = ...) -> None: ...
+    categorical: _containers.RepeatedScalarFieldContainer[str]
+    n_fields: int
+    n_ids: int
+    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., n_samples: _Optional[int] = ..., n_features: _Optional[int] = ..., n_classes: _Optional[int] = ..., noise: _Optional[float] = ..., validation_split: _Optional[float] = ..., test_split: _Optional[float] = ..., shuffle: _Optional[bool] = ..., normalize: _Optional[str] = ..., layout: _Optional[str] = ..., sequence_length: _Optional[int] = ..., categorical: _Optional[_Iterable[str]] = ..., n_fields: _Optional[int] = ..., n_ids: _Optional[int] = ...) -> None: ...
 
 class Activation(_message.Message):
     __slots__ = ("type", "negative_slope", "pieces")
@@ -146,7 +154,7 @@ class Layer(_message.Message):
     def __init__(self, type: _Optional[str] = ..., units: _Optional[int] = ..., activation: _Optional[_Union[Activation, _Mapping]] = ..., init: _Optional[_Union[Init, _Mapping]] = ..., bias_init: _Optional[_Union[Init, _Mapping]] = ..., bias: _Optional[bool] = ..., rate: _Optional[float] = ..., filters: _Optional[int] = ..., kernel_size: _Optional[_Iterable[int]] = ..., stride: _Optional[_Iterable[int]] = ..., padding: _Optional[str] = ..., dilation: _Optional[_Iterable[int]] = ..., groups: _Optional[int] = ..., pool_size: _Optional[_Iterable[int]] = ..., momentum: _Optional[float] = ..., eps: _Optional[float] = ..., input_dim: _Optional[int] = ..., output_dim: _Optional[int] = ..., layers: _Optional[int] = ..., bidirectional: _Optional[bool] = ..., return_sequences: _Optional[bool] = ...) -> None: ...
 
 class ModelSpec(_message.Message):
-    __slots__ = ("layers", "loss", "init_from", "module", "kwargs", "code", "loss_fn")
+    __slots__ = ("layers", "loss", "init_from", "module", "kwargs", "code", "loss_fn", "type", "embedding")
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     LOSS_FIELD_NUMBER: _ClassVar[int]
     INIT_FROM_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +162,8 @@ class ModelSpec(_message.Message):
     KWARGS_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     LOSS_FN_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     layers: _containers.RepeatedCompositeFieldContainer[Layer]
     loss: str
     init_from: str
@@ -161,7 +171,41 @@ class ModelSpec(_message.Message):
     kwargs: _struct_pb2.Struct
     code: str
     loss_fn: str
-    def __init__(self, layers: _Optional[_Iterable[_Union[Layer, _Mapping]]] = ..., loss: _Optional[str] = ..., init_from: _Optional[str] = ..., module: _Optional[str] = ..., kwargs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., code: _Optional[str] = ..., loss_fn: _Optional[str] = ...) -> None: ...
+    type: str
+    embedding: EmbeddingSpec
+    def __init__(self, layers: _Optional[_Iterable[_Union[Layer, _Mapping]]] = ..., loss: _Optional[str] = ..., init_from: _Optional[str] = ..., module: _Optional[str] = ..., kwargs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., code: _Optional[str] = ..., loss_fn: _Optional[str] = ..., type: _Optional[str] = ..., embedding: _Optional[_Union[EmbeddingSpec, _Mapping]] = ...) -> None: ...
+
+class EmbeddingSpec(_message.Message):
+    __slots__ = ("dim", "buckets", "init", "scale")
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    INIT_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    dim: int
+    buckets: int
+    init: str
+    scale: float
+    def __init__(self, dim: _Optional[int] = ..., buckets: _Optional[int] = ..., init: _Optional[str] = ..., scale: _Optional[float] = ...) -> None: ...
+
+class SparseOptimizerSpec(_message.Message):
+    __slots__ = ("name", "lr", "l2", "eps", "initial_accumulator_value", "betas", "beta", "l1")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LR_FIELD_NUMBER: _ClassVar[int]
+    L2_FIELD_NUMBER: _ClassVar[int]
+    EPS_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_ACCUMULATOR_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BETAS_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    L1_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    lr: float
+    l2: float
+    eps: float
+    initial_accumulator_value: float
+    betas: _containers.RepeatedScalarFieldContainer[float]
+    beta: float
+    l1: float
+    def __init__(self, name: _Optional[str] = ..., lr: _Optional[float] = ..., l2: _Optional[float] = ..., eps: _Optional[float] = ..., initial_accumulator_value: _Optional[float] = ..., betas: _Optional[_Iterable[float]] = ..., beta: _Optional[float] = ..., l1: _Optional[float] = ...) -> None: ...
 
 class Schedule(_message.Message):
     __slots__ = ("type", "step_size", "gamma", "t_max", "min_lr", "warmup_steps")
@@ -246,7 +290,7 @@ class Resources(_message.Message):
     def __init__(self, num_cpus: _Optional[float] = ..., num_gpus: _Optional[float] = ...) -> None: ...
 
 class TrainingSpec(_message.Message):
-    __slots__ = ("workers", "mode", "staleness", "batch_size", "epochs", "max_steps", "eval_every_steps", "early_stopping", "worker_resources", "max_failures", "divergence_threshold", "compression", "topk_ratio", "transport")
+    __slots__ = ("workers", "mode", "staleness", "batch_size", "epochs", "max_steps", "eval_every_steps", "early_stopping", "worker_resources", "max_failures", "divergence_threshold", "compression", "topk_ratio", "transport", "sparse_staleness")
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     STALENESS_FIELD_NUMBER: _ClassVar[int]
@@ -261,6 +305,7 @@ class TrainingSpec(_message.Message):
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     TOPK_RATIO_FIELD_NUMBER: _ClassVar[int]
     TRANSPORT_FIELD_NUMBER: _ClassVar[int]
+    SPARSE_STALENESS_FIELD_NUMBER: _ClassVar[int]
     workers: int
     mode: str
     staleness: int
@@ -275,17 +320,20 @@ class TrainingSpec(_message.Message):
     compression: str
     topk_ratio: float
     transport: str
-    def __init__(self, workers: _Optional[int] = ..., mode: _Optional[str] = ..., staleness: _Optional[int] = ..., batch_size: _Optional[int] = ..., epochs: _Optional[int] = ..., max_steps: _Optional[int] = ..., eval_every_steps: _Optional[int] = ..., early_stopping: _Optional[_Union[EarlyStopping, _Mapping]] = ..., worker_resources: _Optional[_Union[Resources, _Mapping]] = ..., max_failures: _Optional[int] = ..., divergence_threshold: _Optional[int] = ..., compression: _Optional[str] = ..., topk_ratio: _Optional[float] = ..., transport: _Optional[str] = ...) -> None: ...
+    sparse_staleness: int
+    def __init__(self, workers: _Optional[int] = ..., mode: _Optional[str] = ..., staleness: _Optional[int] = ..., batch_size: _Optional[int] = ..., epochs: _Optional[int] = ..., max_steps: _Optional[int] = ..., eval_every_steps: _Optional[int] = ..., early_stopping: _Optional[_Union[EarlyStopping, _Mapping]] = ..., worker_resources: _Optional[_Union[Resources, _Mapping]] = ..., max_failures: _Optional[int] = ..., divergence_threshold: _Optional[int] = ..., compression: _Optional[str] = ..., topk_ratio: _Optional[float] = ..., transport: _Optional[str] = ..., sparse_staleness: _Optional[int] = ...) -> None: ...
 
 class PsSpec(_message.Message):
-    __slots__ = ("shards", "resources", "max_params")
+    __slots__ = ("shards", "resources", "max_params", "max_table_bytes")
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     MAX_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
     shards: int
     resources: Resources
     max_params: int
-    def __init__(self, shards: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., max_params: _Optional[int] = ...) -> None: ...
+    max_table_bytes: int
+    def __init__(self, shards: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., max_params: _Optional[int] = ..., max_table_bytes: _Optional[int] = ...) -> None: ...
 
 class CheckpointSpec(_message.Message):
     __slots__ = ("every_steps", "keep")
@@ -314,7 +362,7 @@ class Progress(_message.Message):
     def __init__(self, step: _Optional[int] = ..., total_steps: _Optional[int] = ..., epoch: _Optional[float] = ..., train_loss: _Optional[float] = ..., samples: _Optional[int] = ..., samples_per_s: _Optional[float] = ..., grad_norm: _Optional[float] = ...) -> None: ...
 
 class Evaluation(_message.Message):
-    __slots__ = ("step", "epoch", "learning_rate", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "generalization_gap")
+    __slots__ = ("step", "epoch", "learning_rate", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "generalization_gap", "train_auc", "val_auc")
     STEP_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -323,6 +371,8 @@ class Evaluation(_message.Message):
     VAL_LOSS_FIELD_NUMBER: _ClassVar[int]
     VAL_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     GENERALIZATION_GAP_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_AUC_FIELD_NUMBER: _ClassVar[int]
+    VAL_AUC_FIELD_NUMBER: _ClassVar[int]
     step: int
     epoch: float
     learning_rate: float
@@ -331,10 +381,12 @@ class Evaluation(_message.Message):
     val_loss: float
     val_accuracy: float
     generalization_gap: float
-    def __init__(self, step: _Optional[int] = ..., epoch: _Optional[float] = ..., learning_rate: _Optional[float] = ..., train_loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., val_accuracy: _Optional[float] = ..., generalization_gap: _Optional[float] = ...) -> None: ...
+    train_auc: float
+    val_auc: float
+    def __init__(self, step: _Optional[int] = ..., epoch: _Optional[float] = ..., learning_rate: _Optional[float] = ..., train_loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., val_accuracy: _Optional[float] = ..., generalization_gap: _Optional[float] = ..., train_auc: _Optional[float] = ..., val_auc: _Optional[float] = ...) -> None: ...
 
 class JobResult(_message.Message):
-    __slots__ = ("stop_reason", "steps", "epochs", "wall_time_s", "samples_per_s", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy", "result_json", "total_steps", "skipped_updates", "exported_step")
+    __slots__ = ("stop_reason", "steps", "epochs", "wall_time_s", "samples_per_s", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy", "result_json", "total_steps", "skipped_updates", "exported_step", "train_auc", "val_auc", "test_auc", "table_rows")
     STOP_REASON_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
@@ -350,6 +402,10 @@ class JobResult(_message.Message):
     TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_UPDATES_FIELD_NUMBER: _ClassVar[int]
     EXPORTED_STEP_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_AUC_FIELD_NUMBER: _ClassVar[int]
+    VAL_AUC_FIELD_NUMBER: _ClassVar[int]
+    TEST_AUC_FIELD_NUMBER: _ClassVar[int]
+    TABLE_ROWS_FIELD_NUMBER: _ClassVar[int]
     stop_reason: str
     steps: int
     epochs: float
@@ -365,7 +421,11 @@ class JobResult(_message.Message):
     total_steps: int
     skipped_updates: int
     exported_step: int
-    def __init__(self, stop_reason: _Optional[str] = ..., steps: _Optional[int] = ..., epochs: _Optional[float] = ..., wall_time_s: _Optional[float] = ..., samples_per_s: _Optional[float] = ..., train_loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., val_accuracy: _Optional[float] = ..., test_loss: _Optional[float] = ..., test_accuracy: _Optional[float] = ..., result_json: _Optional[str] = ..., total_steps: _Optional[int] = ..., skipped_updates: _Optional[int] = ..., exported_step: _Optional[int] = ...) -> None: ...
+    train_auc: float
+    val_auc: float
+    test_auc: float
+    table_rows: int
+    def __init__(self, stop_reason: _Optional[str] = ..., steps: _Optional[int] = ..., epochs: _Optional[float] = ..., wall_time_s: _Optional[float] = ..., samples_per_s: _Optional[float] = ..., train_loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., val_accuracy: _Optional[float] = ..., test_loss: _Optional[float] = ..., test_accuracy: _Optional[float] = ..., result_json: _Optional[str] = ..., total_steps: _Optional[int] = ..., skipped_updates: _Optional[int] = ..., exported_step: _Optional[int] = ..., train_auc: _Optional[float] = ..., val_auc: _Optional[float] = ..., test_auc: _Optional[float] = ..., table_rows: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("job_id", "name", "state", "spec", "created_at", "started_at", "finished_at", "progress", "result", "error", "run_dir", "attempts", "unreadable")

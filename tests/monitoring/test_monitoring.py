@@ -183,3 +183,30 @@ def _ready(port: int) -> bool:
             return reply.status == 200
     except OSError:
         return False
+
+
+def test_a_ctr_example_over_the_service_reports_auc_and_its_tables(monitored):
+    """examples/ctr-deepfm.yaml (fewer samples) submitted over gRPC: result.json has AUC and the
+    table figures, and Prometheus has the table families."""
+    import yaml
+
+    from tests.runtime.test_examples import EXAMPLES
+
+    job = yaml.safe_load((EXAMPLES / "ctr-deepfm.yaml").read_text())
+    job["data"]["n_samples"] = 6000
+    client = monitored.client()
+    client.submit(job, job_id="ctr")
+    final = [e for e in client.watch("ctr")][-1].finished
+    assert final.error == ""
+    result = json.loads(final.result.result_json)
+    assert final.result.HasField("test_auc") and final.result.test_auc == result["test_auc"]
+    assert 0.5 < result["val_auc"] <= 1 and result["table_rows"] > 0
+    get = monitored.metrics.registry.get_sample_value
+    j = {"job_id": "ctr"}
+    assert get("ps_job_validation_auc", j) == pytest.approx(result["final_evaluation"]["val_auc"])
+    assert get("ps_table_rows", j) == result["table_rows"] == final.result.table_rows
+    pushed = get("ps_rows_pushed_total", j)
+    assert pushed >= result["table_rows"]  # every row was created by a push
+    assert get("ps_rows_touched_per_step", j) == pytest.approx(pushed / result["steps"])
+    assert get("ps_sparse_bytes_pushed_total", j) > pushed * 8
+    assert get("ps_sparse_bytes_pulled_total", j) > 0

@@ -23,6 +23,7 @@ from ps.jobs.errors import (
     ResourceError,
 )
 from ps.optim import RULES
+from ps.optim.rows import ROW_RULES
 from ps.spec import JobSpec, parse_spec
 from ps.v1 import training_pb2 as pb
 
@@ -60,6 +61,9 @@ def _spec_paths(model: type[BaseModel], prefix: str = "") -> set[str]:
                 f"{path}.schedule.{k}"
                 for k in ("type", "step_size", "gamma", "t_max", "min_lr", "warmup_steps")
             }
+        elif name == "sparse_optimizer":
+            hypers = {h.name for rule in ROW_RULES.values() for h in rule.hypers}
+            out |= {f"{path}.{h}" for h in hypers | {"name", "lr"}}
         elif name == "regularization":
             out |= {f"{path}.{k}" for k in ("l1", "l2", "l1_mode")}
         elif nested:
@@ -149,6 +153,19 @@ FULL = {
     "ps": {"shards": 3, "resources": {"num_cpus": 1, "num_gpus": 0}, "max_params": 5000},
     "checkpoint": {"every_steps": 9, "keep": 4},
 }
+CTR = {
+    **FULL,
+    "data": {"source": "data/x.csv", "target": "label", "categorical": ["user", "item"]},
+    "model": {
+        "type": "deepfm",
+        "embedding": {"dim": 4, "buckets": 2**33, "init": "uniform", "scale": 0.1},
+        "layers": [{"type": "dense", "units": 1}],
+        "loss": "bce",
+    },
+    "sparse_optimizer": {"name": "ftrl", "lr": 0.2, "beta": 0.5, "l1": 0.1, "l2": 0.2},
+    "training": {**FULL["training"], "sparse_staleness": 3},
+    "ps": {**FULL["ps"], "max_table_bytes": 2**34},
+}
 
 
 def test_a_spec_with_every_field_set_round_trips_through_proto():
@@ -162,6 +179,11 @@ def test_a_spec_with_every_field_set_round_trips_through_proto():
         {"name": "adadelta", "rho": 0.8},
     ):
         s = parse_spec({**FULL, "optimizer": optimizer})
+        assert proto_to_spec(spec_to_proto(s)) == s
+    ctr = parse_spec(CTR)
+    assert proto_to_spec(spec_to_proto(ctr)) == ctr
+    for rule in ({"name": "adam", "betas": [0.8, 0.9], "eps": 1e-6}, {"name": "adagrad"}):
+        s = parse_spec({**CTR, "sparse_optimizer": rule})
         assert proto_to_spec(spec_to_proto(s)) == s
     for model in MODELS:
         s = parse_spec({**FULL, "model": model, "data": {"layout": "image"}})
