@@ -158,7 +158,29 @@ def _dry_run(spec: JobSpec, inputs: Any, n_outputs: int | None) -> ModelCheck:
         )
     from workers.sparse import sparse_modules
 
-    return ModelCheck(n_params, n_buffers, len(sparse_modules(model)))
+    tables = sparse_modules(model)
+    _check_table_rows(spec, inputs, tables)
+    return ModelCheck(n_params, n_buffers, len(tables))
+
+
+def _check_table_rows(spec: JobSpec, inputs: Any, tables: list) -> None:
+    """Ids from categorical columns are hashed into ``model.embedding.buckets``: a table the
+    module looks them up in must hold that many rows (its ids are not hashed again).
+
+    Raises:
+        SpecError: at ``model.embedding.buckets``, naming the table.
+    """
+    buckets = spec.model.table.buckets
+    if not getattr(inputs, "fields", 0):
+        return
+    for name, module in tables:
+        if module.num_rows < buckets:
+            raise SpecError(
+                "model.embedding.buckets",
+                f"the data's ids reach {buckets - 1:,} (hashed into {buckets:,} buckets) but the "
+                f"module's SparseEmbedding {name!r} holds {module.num_rows:,} rows: set "
+                f"model.embedding.buckets to at most {module.num_rows:,}",
+            )
 
 
 def check_user_model(spec: JobSpec, inputs: Any, n_outputs: int | None) -> ModelCheck:

@@ -194,3 +194,58 @@ def test_a_user_module_with_a_sparse_embedding_keeps_its_rows_on_the_shards(
     np.testing.assert_array_equal(trained.emb.ids[1:].numpy(), keys)
     np.testing.assert_allclose(trained.emb.rows[1:].numpy(), rows, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(trained.out.weight, net.out.weight, rtol=1e-4, atol=1e-5)
+
+
+def test_ids_beyond_a_modules_table_and_unknown_columns_are_refused_before_any_actor(
+    ray_runtime, tmp_path
+):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "sparse_net.py").write_text(USER_MODULE)
+    raw = ctr_spec("fm")
+    raw["model"] = {
+        "module": "sparse_net:build",
+        "kwargs": {"rows": 1000, "dim": 3, "fields": 4},
+        "code": str(code),
+        "embedding": {"buckets": 4096},
+        "loss": "bce",
+    }
+    with pytest.raises(SpecError) as info:
+        admit(parse_spec(raw))
+    assert info.value.path == "model.embedding.buckets" and "'emb'" in info.value.message
+    csv = tmp_path / "clicks.csv"
+    csv.write_text("user,item,price,click\na,x,1.0,0\nb,y,2.0,1\n" * 20)
+    raw = ctr_spec("fm")
+    raw["data"] = {"source": str(csv), "target": "click", "categorical": ["user", "nope"]}
+    with pytest.raises(SpecError) as info:
+        admit(parse_spec(raw))
+    assert info.value.path == "data.categorical" and "nope" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "training",
+    [{"mode": "async"}, {"mode": "sync", "sparse_staleness": 2}, {"mode": "ssp", "staleness": 1}],
+    ids=["async", "sync dense, bounded tables", "ssp"],
+)
+def test_tables_train_under_every_consistency_mode_on_csv_data(ray_runtime, tmp_path, training):
+    """A csv file with string categories, a numeric column and missing values."""
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 40, 3000), rng.integers(0, 30, 3000)
+    price = rng.normal(size=3000)
+    logit = np.where(users % 3 == 0, 1.5, -1.0) + np.where(items % 2 == 0, 1.0, -0.5) + price
+    click = (rng.random(3000) < 1 / (1 + np.exp(-logit))).astype(int)
+    lines = ["user,item,price,click"] + [
+        f"{'' if u == 7 else f'u{u}'},i{i},{p:.3f},{c}"
+        for u, i, p, c in zip(users, items, price, click, strict=True)
+    ]
+    csv = tmp_path / "clicks.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    raw = ctr_spec("fm", **training, batch_size=64, max_steps=None, epochs=3)
+    raw["data"] = {"source": str(csv), "target": "click", "categorical": ["user", "item"]}
+    result = run_job(parse_spec(raw), tmp_path / "run")
+    assert result.state == "SUCCEEDED" and result.steps == result.total_steps
+    assert result.test_auc > 0.75, result.test_auc
+    model = load_model(tmp_path / "run" / "model.pt")
+    assert model.probabilities(
+        {"user": ["u3", None], "item": ["i2", "i1"], "price": [0.1, 0.2]}
+    ).shape == (2,)
