@@ -68,8 +68,11 @@ class Dataset:
         return 1 if self.loss == "bce" else self.y_train.shape[1]
 
 
-def resolve_path(source: str, root: Path | None, field: str = "data.source") -> Path:
-    """The data file a spec names; inside ``root`` when one is configured (no ``..`` escapes).
+def resolve_path(
+    source: str, root: Path | None, field: str = "data.source", directory: bool = False
+) -> Path:
+    """The data file (or ``directory``) a spec names; inside ``root`` when one is configured
+    (no ``..`` escapes).
 
     Raises:
         SpecError: the path leaves ``root`` or does not exist.
@@ -81,7 +84,9 @@ def resolve_path(source: str, root: Path | None, field: str = "data.source") -> 
             path = (root / path).resolve()
             if not path.is_relative_to(root):
                 raise SpecError(field, f"{clip(source)} is outside the data root")
-        if not path.is_file():
+        if directory and not path.is_dir():
+            raise SpecError(field, f"directory not found: {clip(source)}")
+        if not directory and not path.is_file():
             raise SpecError(field, f"file not found: {clip(source)}")
     except (OSError, ValueError) as exc:  # a name too long, a NUL byte, a loop of links
         if isinstance(exc, SpecError):
@@ -150,6 +155,12 @@ def inspect_data(spec: DataSpec, loss: str, root: Path | None = None) -> DataInf
         shape = (spec.n_features,) if spec.source == "synthetic-regression" else None
         inputs = Input(shape or (spec.sequence_length, 2))
         return DataInfo(spec.n_samples, inputs, 1 if loss == "mse" else None)
+    if spec.is_image_directory:
+        from workers.images import inspect_image_directory
+
+        found = inspect_image_directory(resolve_path(spec.source, root, directory=True))
+        shape = (found.channels, *(spec.image_size or found.size))
+        return DataInfo(found.rows, Input(shape), _outputs_for_classes(len(found.classes), loss))
     path = resolve_path(spec.source, root)
     if path.suffix.lower() == ".npz":
         return _inspect_npz(path, loss, spec.layout)
@@ -369,6 +380,10 @@ def _raw_samples(spec: DataSpec, seed: int, root: Path | None, buckets: int):
             noise=spec.noise,
             random_state=seed,
         )
+    if spec.is_image_directory:
+        from workers.images import load_image_directory
+
+        return load_image_directory(resolve_path(spec.source, root, directory=True), spec.image_size)
     raw = _read_file(spec, root, buckets)
     return raw.x, raw.y, raw.ids, raw.fields, raw.numeric
 

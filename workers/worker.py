@@ -19,6 +19,7 @@ from ps.metrics import LATENCY_BUCKETS, Buckets
 from ps.server.sparse import TableConfig
 from ps.spec import JobSpec
 from workers.data import epoch_batches
+from workers.augment import augment_batch
 from workers.evaluation import forward, model_loss
 from workers.flat import FlatModel, state_sizes
 from workers.layers import Input
@@ -199,7 +200,10 @@ class Worker:
         norm — NaN if any gradient is not finite —, the batch's size, the embedding-row
         gradients). The flat gradient is left in the transport's buffer."""
         x, y, _, ids = self._batch(clock)
-        torch.manual_seed(step_seed(self.spec.seed, self.config.index, clock))
+        seed = step_seed(self.spec.seed, self.config.index, clock)
+        torch.manual_seed(seed)
+        if self.spec.data.augment is not None:
+            x = augment_batch(x, self.spec.data.augment, seed)
         self._clock = clock
         if self.rows is not None:
             self.rows.start(self.transport.rows)

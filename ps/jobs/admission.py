@@ -61,14 +61,15 @@ def confine_paths(spec: JobSpec, root: Path | None, base: Path | None = None) ->
     """
     base = base or Path.cwd()
 
-    def resolve(path: str, field: str) -> str:
+    def resolve(path: str, field: str, directory: bool = False) -> str:
         if root is None and not Path(path).is_absolute():
             path = str(base / path)
-        return str(resolve_path(path, root, field))
+        return str(resolve_path(path, root, field, directory))
 
     data, model = spec.data, spec.model
     if data.is_file:
-        data = data.model_copy(update={"source": resolve(data.source, "data.source")})
+        source = resolve(data.source, "data.source", data.is_image_directory)
+        data = data.model_copy(update={"source": source})
     if model.init_from:
         model = model.model_copy(update={"init_from": resolve(model.init_from, "model.init_from")})
     if model.code and root is None:
@@ -100,6 +101,10 @@ def admit(
         )
     spec = confine_paths(spec, root, base)
     data = inspect_data(spec.data, spec.model.loss, None)
+    if spec.data.augment is not None and (len(data.inputs.shape) != 3 or data.inputs.tokens):
+        raise SpecError(
+            "data.augment", f"only for image data (channels, height, width); got {data.inputs}"
+        )
     if data.rows is not None:
         JobPlan.make(spec, split_sizes(data.rows, spec.data)[0])
     if spec.model.layers is None and spec.model.type not in CTR_TYPES:

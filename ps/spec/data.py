@@ -20,6 +20,38 @@ BUNDLED_SOURCES = (
 LAYOUTS = ("table", "image", "sequence")
 FILE_SUFFIXES = (".npz", ".csv", ".parquet")
 MAX_CATEGORICAL = 1000  # categorical columns (fields) of a dataset
+MAX_IMAGE_SIDE = 4096
+
+
+class AugmentSpec(_Strict):
+    """Random transforms of training images, drawn per sample from (seed, worker, step).
+
+    Attributes:
+        shift: translation up to this many pixels in each direction (uniform).
+        rotate: rotation up to this many degrees either way (uniform).
+        scale: zoom drawn uniformly in ``[lo, hi]``.
+        hflip: flip half of the images left to right.
+        noise: std of Gaussian noise added (in normalized units).
+    """
+
+    shift: Annotated[float, Field(ge=0, le=MAX_IMAGE_SIDE)] = 0.0
+    rotate: Annotated[float, Field(ge=0, le=180)] = 0.0
+    scale: tuple[
+        Annotated[float, Field(gt=0, le=10)], Annotated[float, Field(gt=0, le=10)]
+    ] = (1.0, 1.0)
+    hflip: bool = False
+    noise: Annotated[float, Field(ge=0, le=1e3)] = 0.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AugmentSpec:
+        if self.scale[0] > self.scale[1]:
+            raise SpecError("data.augment.scale", f"[lo, hi] with lo <= hi (got {list(self.scale)})")
+        return self
+
+    @property
+    def identity(self) -> bool:
+        """Whether it changes nothing."""
+        return self == AugmentSpec()
 
 
 class DataSpec(_Strict):
@@ -40,6 +72,14 @@ class DataSpec(_Strict):
     categorical: Annotated[list[str], Field(max_length=MAX_CATEGORICAL)] = []
     n_fields: Annotated[int, Field(ge=1, le=MAX_CATEGORICAL)] = 8
     n_ids: Annotated[int, Field(ge=2, le=100_000_000)] = 1000
+    image_size: (
+        tuple[
+            Annotated[int, Field(ge=1, le=MAX_IMAGE_SIDE)],
+            Annotated[int, Field(ge=1, le=MAX_IMAGE_SIDE)],
+        ]
+        | None
+    ) = None
+    augment: AugmentSpec | None = None
 
     @field_validator("categorical")
     @classmethod
@@ -57,10 +97,13 @@ class DataSpec(_Strict):
         _plain_text(v, MAX_PATH_CHARS)
         if v in BUNDLED_SOURCES or Path(v).suffix.lower() in FILE_SUFFIXES:
             return v
-        raise ValueError(
-            f"unknown source {clip(v)}: use one of {BUNDLED_SOURCES} or a path ending in "
-            f"{' / '.join(FILE_SUFFIXES)}"
-        )
+        if v.startswith("synthetic-") or Path(v).suffix:
+            raise ValueError(
+                f"unknown source {clip(v)}: use one of {BUNDLED_SOURCES}, a path ending in "
+                f"{' / '.join(FILE_SUFFIXES)}, or a directory of images (one sub-directory per "
+                "class)"
+            )
+        return v  # a directory of images
 
     @field_validator("target")
     @classmethod
@@ -88,6 +131,12 @@ class DataSpec(_Strict):
                 )
             if self.target in self.categorical:
                 raise SpecError("data.categorical", f"lists the target {clip(self.target)}")
+        if self.is_image_directory and self.target:
+            raise SpecError("data.target", "an image directory's classes are its sub-directories")
+        if self.image_size is not None and not self.is_image_directory:
+            raise SpecError("data.image_size", "only for a directory of images")
+        if self.augment is not None and (fixed_table := self._table_only()):
+            raise SpecError("data.augment", f"only for image data ({fixed_table})")
         fixed = {
             "synthetic-classification": "table",
             "synthetic-regression": "table",
@@ -132,6 +181,23 @@ class DataSpec(_Strict):
         """Features that carry the classes in ``synthetic-classification`` (capped: scikit-learn
         places the class clusters on the vertices of a hypercube of this dimension)."""
         return max(2, min(self.n_features, self.n_features // 2 + 1, 30))
+
+    def _table_only(self) -> str | None:
+        """Why this source cannot be images (None: it can)."""
+        if self.layout not in (None, "image"):
+            return f"data.layout is {self.layout!r}"
+        if self.source in BUNDLED_SOURCES and self.source != "digits":
+            return f"{self.source} is not images"
+        if self.source == "digits" and self.layout != "image":
+            return "digits is a table unless data.layout is image"
+        if Path(self.source).suffix.lower() in (".csv", ".parquet"):
+            return f"a {Path(self.source).suffix} source is a table"
+        return None
+
+    @property
+    def is_image_directory(self) -> bool:
+        """Whether the source is a directory of images (one sub-directory per class)."""
+        return self.source not in BUNDLED_SOURCES and not Path(self.source).suffix
 
     @property
     def has_categorical(self) -> bool:

@@ -50,7 +50,7 @@ class JobSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., seed: _Optional[int] = ..., data: _Optional[_Union[DataSpec, _Mapping]] = ..., model: _Optional[_Union[ModelSpec, _Mapping]] = ..., optimizer: _Optional[_Union[OptimizerSpec, _Mapping]] = ..., regularization: _Optional[_Union[RegularizationSpec, _Mapping]] = ..., training: _Optional[_Union[TrainingSpec, _Mapping]] = ..., ps: _Optional[_Union[PsSpec, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointSpec, _Mapping]] = ..., sparse_optimizer: _Optional[_Union[SparseOptimizerSpec, _Mapping]] = ...) -> None: ...
 
 class DataSpec(_message.Message):
-    __slots__ = ("source", "target", "n_samples", "n_features", "n_classes", "noise", "validation_split", "test_split", "shuffle", "normalize", "layout", "sequence_length", "categorical", "n_fields", "n_ids")
+    __slots__ = ("source", "target", "n_samples", "n_features", "n_classes", "noise", "validation_split", "test_split", "shuffle", "normalize", "layout", "sequence_length", "categorical", "n_fields", "n_ids", "image_size", "augment")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     N_SAMPLES_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +66,8 @@ class DataSpec(_message.Message):
     CATEGORICAL_FIELD_NUMBER: _ClassVar[int]
     N_FIELDS_FIELD_NUMBER: _ClassVar[int]
     N_IDS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    AUGMENT_FIELD_NUMBER: _ClassVar[int]
     source: str
     target: str
     n_samples: int
@@ -81,7 +83,23 @@ class DataSpec(_message.Message):
     categorical: _containers.RepeatedScalarFieldContainer[str]
     n_fields: int
     n_ids: int
-    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., n_samples: _Optional[int] = ..., n_features: _Optional[int] = ..., n_classes: _Optional[int] = ..., noise: _Optional[float] = ..., validation_split: _Optional[float] = ..., test_split: _Optional[float] = ..., shuffle: _Optional[bool] = ..., normalize: _Optional[str] = ..., layout: _Optional[str] = ..., sequence_length: _Optional[int] = ..., categorical: _Optional[_Iterable[str]] = ..., n_fields: _Optional[int] = ..., n_ids: _Optional[int] = ...) -> None: ...
+    image_size: _containers.RepeatedScalarFieldContainer[int]
+    augment: AugmentSpec
+    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., n_samples: _Optional[int] = ..., n_features: _Optional[int] = ..., n_classes: _Optional[int] = ..., noise: _Optional[float] = ..., validation_split: _Optional[float] = ..., test_split: _Optional[float] = ..., shuffle: _Optional[bool] = ..., normalize: _Optional[str] = ..., layout: _Optional[str] = ..., sequence_length: _Optional[int] = ..., categorical: _Optional[_Iterable[str]] = ..., n_fields: _Optional[int] = ..., n_ids: _Optional[int] = ..., image_size: _Optional[_Iterable[int]] = ..., augment: _Optional[_Union[AugmentSpec, _Mapping]] = ...) -> None: ...
+
+class AugmentSpec(_message.Message):
+    __slots__ = ("shift", "rotate", "scale", "hflip", "noise")
+    SHIFT_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    HFLIP_FIELD_NUMBER: _ClassVar[int]
+    NOISE_FIELD_NUMBER: _ClassVar[int]
+    shift: float
+    rotate: float
+    scale: _containers.RepeatedScalarFieldContainer[float]
+    hflip: bool
+    noise: float
+    def __init__(self, shift: _Optional[float] = ..., rotate: _Optional[float] = ..., scale: _Optional[_Iterable[float]] = ..., hflip: _Optional[bool] = ..., noise: _Optional[float] = ...) -> None: ...
 
 class Activation(_message.Message):
     __slots__ = ("type", "negative_slope", "pieces")

@@ -180,6 +180,14 @@ def test_a_spec_with_every_field_set_round_trips_through_proto():
     ):
         s = parse_spec({**FULL, "optimizer": optimizer})
         assert proto_to_spec(spec_to_proto(s)) == s
+    images = {
+        "source": "data/pets",
+        "image_size": [32, 24],
+        "normalize": "none",
+        "augment": {"shift": 2.5, "rotate": 10, "scale": [0.9, 1.1], "hflip": True, "noise": 0.1},
+    }
+    s = parse_spec({**FULL, "data": images, "model": MODELS[0]})
+    assert proto_to_spec(spec_to_proto(s)) == s
     ctr = parse_spec(CTR)
     assert proto_to_spec(spec_to_proto(ctr)) == ctr
     for rule in ({"name": "adam", "betas": [0.8, 0.9], "eps": 1e-6}, {"name": "adagrad"}):
