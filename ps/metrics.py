@@ -176,7 +176,10 @@ class JobTelemetry(Collector):
         self._lock = threading.Lock()
 
     def update(self, job_id: str, event: Event) -> None:
-        """Fold a supervisor event (progress, evaluation, telemetry) into the job's series."""
+        """Fold a supervisor event (progress, evaluation, telemetry) into the job's series (an
+        ensemble member's into the series of ``<job_id>.m<member>``)."""
+        if event.member is not None:
+            job_id = f"{job_id}.m{event.member}"
         with self._lock:
             s = self._jobs.setdefault(job_id, JobSeries(job_id))
             if isinstance(event, Evaluation):
@@ -214,8 +217,9 @@ class JobTelemetry(Collector):
     def end(self, job_id: str) -> None:
         """The job ended: its series go away ``retention_s`` from now."""
         with self._lock:
-            if job_id in self._jobs:
-                self._jobs[job_id].ended_at = self.clock()
+            for key, series in self._jobs.items():
+                if key == job_id or key.startswith(f"{job_id}.m"):  # and its members'
+                    series.ended_at = self.clock()
 
     def jobs(self) -> list[str]:
         self._expire()

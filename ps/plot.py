@@ -36,6 +36,9 @@ def plot_curves(run_dir: str | Path, out: str | Path) -> Path:
 
     run_dir, out = Path(run_dir), Path(out)
     evals, result = read_history(run_dir)
+    # An ensemble's history interleaves its members': draw member 0 (each member's own run
+    # directory, members/<k>/, has its curves).
+    evals = [e for e in evals if e.get("member") in (None, 0)]
     if not evals:
         raise ValueError(f"{run_dir} has no evaluations yet")
     steps = [e["step"] for e in evals]

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ps.errors import SpecError
 from ps.spec import ModelSpec
 from ps.spec.model import CTR_TYPES
+from workers.ensemble import EnsembleNet
 from workers.layers import Input, build_layers
 
 FORMAT = "ps-model/3"  # 3: categorical features and embedding tables
@@ -272,6 +273,11 @@ def save_model(path: str | Path, spec: ModelSpec, model: TrainedModel, n_outputs
                 if isinstance(model, TrainedTableModel)
                 else None
             ),
+            "ensemble": (
+                {"members": len(model.net.members), "combine": model.net.combine}
+                if isinstance(model.net, EnsembleNet)
+                else None
+            ),
         },
         tmp,
     )
@@ -310,7 +316,12 @@ def load_model(path: str | Path) -> TrainedModel:
     blob = read_export(path)
     spec = ModelSpec.model_validate(blob["model"])
     inputs = exported_input(blob)
-    net = build_model(spec, inputs, blob["n_outputs"])
+    ensemble = blob.get("ensemble")
+    if ensemble:
+        members = [build_model(spec, inputs, blob["n_outputs"]) for _ in range(ensemble["members"])]
+        net = EnsembleNet(members, ensemble["combine"], spec.loss)
+    else:
+        net = build_model(spec, inputs, blob["n_outputs"])
     net.load_state_dict(blob["state_dict"])
     normalizer = Normalizer(blob["shift"], blob["scale"])
     table = blob.get("categorical")

@@ -18,8 +18,8 @@ import torch
 from ps.metrics import LATENCY_BUCKETS, Buckets
 from ps.server.sparse import TableConfig
 from ps.spec import JobSpec
-from workers.data import epoch_batches
 from workers.augment import augment_batch
+from workers.data import epoch_batches
 from workers.evaluation import forward, model_loss
 from workers.flat import FlatModel, state_sizes
 from workers.layers import Input

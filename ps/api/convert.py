@@ -169,6 +169,8 @@ def job_to_proto(job: JobRecord) -> pb.Job:
 def event_to_proto(event: Event) -> pb.JobEvent:
     """A job event as a message (events without a message of their own are not sent)."""
     msg = pb.JobEvent(job_id=event.job_id, time=event.time)
+    if event.member is not None:
+        msg.member = event.member
     if isinstance(event, StateChanged):
         msg.state = state_to_proto(event.state)
         msg.total_steps = event.total_steps
@@ -184,7 +186,11 @@ def event_to_proto(event: Event) -> pb.JobEvent:
 def proto_to_event(msg: pb.JobEvent) -> Event | None:
     """The typed event of a message (``finished`` is returned as None: read ``msg.finished``)."""
     kind = msg.WhichOneof("event")
-    common = {"job_id": msg.job_id, "time": msg.time}
+    common = {
+        "job_id": msg.job_id,
+        "time": msg.time,
+        "member": msg.member if msg.HasField("member") else None,
+    }
     if kind == "state":
         return StateChanged(
             state=state_from_proto(msg.state), total_steps=msg.total_steps, **common

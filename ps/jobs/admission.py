@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ps.errors import SpecError, clip
@@ -117,7 +119,9 @@ def admit(
             "ps.shards", f"{spec.ps.shards} shards for only {n_params} parameters (at most that)"
         )
     memory = memory_estimate(spec, n_params, data) + table_memory(spec, data)
-    return Admission(spec, data, n_params, required_resources(spec), memory)
+    members = spec.ensemble.members if spec.ensemble else 1
+    resources = {k: v * members for k, v in required_resources(spec).items()}
+    return Admission(spec, data, n_params, resources, memory * members)
 
 
 def _check_network(spec: JobSpec, data: DataInfo) -> int:
@@ -212,9 +216,11 @@ def check_fits(admission: Admission, cluster: dict[str, float]) -> None:
     for kind, need in admission.resources.items():
         have = cluster.get(kind, 0.0)
         if need > have:
+            members = admission.spec.ensemble.members if admission.spec.ensemble else 1
             raise ResourceError(
                 f"the job needs {need:g} {kind} (training.workers × worker_resources + ps.shards "
-                f"× ps.resources) but the Ray cluster has {have:g}"
+                f"× ps.resources{', × ensemble.members' if members > 1 else ''}) but the Ray "
+                f"cluster has {have:g}"
             )
     memory = cluster.get("memory")
     if memory is not None and admission.memory_bytes > memory:
@@ -226,14 +232,40 @@ def check_fits(admission: Admission, cluster: dict[str, float]) -> None:
         )
 
 
-def prepare(spec: JobSpec) -> tuple[Dataset, torch.nn.Module]:
-    """Load the data (paths already confined) and build the seeded initial model.
+@dataclass(frozen=True)
+class Member:
+    """One member of an ensemble job, as its supervisor trains it.
+
+    Attributes:
+        index: its number, from 0.
+        split_seed: the ensemble's seed: every member splits the data alike (the member's own
+            spec seed drives its initialization, batches and dropout).
+        bootstrap: train on a bootstrap sample of the training split.
+    """
+
+    index: int
+    split_seed: int
+    bootstrap: bool
+
+
+def bootstrap_rows(n: int, seed: int) -> np.ndarray:
+    """``n`` row numbers drawn from ``range(n)`` with replacement (about 63% distinct)."""
+    return np.random.default_rng([seed, 0xB007]).integers(0, n, n)
+
+
+def prepare(spec: JobSpec, member: Member | None = None) -> tuple[Dataset, torch.nn.Module]:
+    """Load the data (paths already confined) and build the seeded initial model; an ensemble
+    member's training split is its bootstrap sample.
 
     Raises:
         SpecError: problems only the full data shows (values, labels, token ids beyond the
             embedding), a warm-start model that does not load.
     """
-    data = load_dataset(spec.data, spec.model.loss, spec.seed, None, spec.model.table.buckets)
+    split_seed = spec.seed if member is None else member.split_seed
+    data = load_dataset(spec.data, spec.model.loss, split_seed, None, spec.model.table.buckets)
+    if member is not None and member.bootstrap:
+        rows = bootstrap_rows(len(data.x_train), spec.seed)
+        data = dataclasses.replace(data, x_train=data.x_train[rows], y_train=data.y_train[rows])
     layers = spec.model.layers
     if data.inputs.tokens and layers and isinstance(layers[0], EmbeddingLayer):
         top = max(int(a.max()) for a in (data.x_train, data.x_val, data.x_test) if a.size)

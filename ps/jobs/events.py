@@ -21,6 +21,7 @@ class Event:
     kind: ClassVar[str] = "event"
     job_id: str = ""
     time: float = 0.0
+    member: int | None = None  # an ensemble member's event: its number
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data with the kind as ``type`` (a ``metrics.jsonl`` line)."""
@@ -171,6 +172,7 @@ class JobResult:
     val_auc: float | None = None
     test_auc: float | None = None
     table_rows: int = 0
+    members: list[dict[str, Any]] = field(default_factory=list)  # an ensemble's members' results
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

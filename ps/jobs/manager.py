@@ -23,6 +23,7 @@ import ray
 from ps.errors import SpecError, clip
 from ps.jobs.actors import actor_name
 from ps.jobs.admission import admit, check_fits, required_resources
+from ps.jobs.ensemble import supervisor_class
 from ps.jobs.errors import (
     ClusterUnavailable,
     JobExists,
@@ -34,7 +35,6 @@ from ps.jobs.errors import (
 from ps.jobs.events import Evaluation, Event, JobEnded, Progress, StateChanged
 from ps.jobs.state import JobState
 from ps.jobs.store import JobRecord, JobStore
-from ps.jobs.supervisor import JobSupervisor
 from ps.jobs.usercode import UserCodeNotAllowed, runtime_env, unpack_code
 from ps.metrics import ServiceMetrics
 from ps.spec import JobSpec
@@ -406,7 +406,7 @@ class JobManager:
         self._publish(job.job_id, StateChanged(state=JobState.STARTING))
         try:
             supervisor = (
-                ray.remote(JobSupervisor)
+                ray.remote(supervisor_class(job.spec))
                 .options(
                     name=actor_name(job.job_id, "supervisor"),
                     namespace=NAMESPACE,

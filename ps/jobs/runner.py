@@ -19,9 +19,9 @@ from ps.errors import PSError
 from ps.jobs import usercode
 from ps.jobs.actors import actor_name
 from ps.jobs.admission import admit, check_fits
+from ps.jobs.ensemble import supervisor_class
 from ps.jobs.errors import ResourceError  # noqa: F401 - re-exported for callers of run_job
 from ps.jobs.events import Event, JobResult
-from ps.jobs.supervisor import JobSupervisor
 from ps.spec import JobSpec
 
 
@@ -78,7 +78,7 @@ def run_job(
     check_fits(admission, ray.cluster_resources())
     job_id = job_id or f"run-{uuid.uuid4().hex[:8]}"
     supervisor = (
-        ray.remote(JobSupervisor)
+        ray.remote(supervisor_class(admission.spec))
         .options(
             name=actor_name(job_id, "supervisor"),
             num_cpus=0,

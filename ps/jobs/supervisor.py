@@ -19,7 +19,7 @@ import ray
 import torch
 
 from ps.jobs.actors import Generation, JobActors, ModelLayout
-from ps.jobs.admission import prepare
+from ps.jobs.admission import Member, prepare
 from ps.jobs.attempt import Attempt, AttemptOutcome
 from ps.jobs.errors import JobCancelled, ShardLost
 from ps.jobs.evaluator import Evaluator
@@ -44,11 +44,19 @@ class JobSupervisor:
         spec: the validated spec (paths already resolved by admission).
         run_dir: where model.pt, spec.yaml, result.json, metrics.jsonl and checkpoints/ go.
         resume: continue from the newest checkpoint in ``run_dir`` (a restarted job).
+        member: set when this job is one member of an ensemble (:mod:`ps.jobs.ensemble`).
     """
 
-    def __init__(self, job_id: str, spec: JobSpec, run_dir: str, resume: bool = False) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        spec: JobSpec,
+        run_dir: str,
+        resume: bool = False,
+        member: Member | None = None,
+    ) -> None:
         torch.set_num_threads(1)
-        self.job_id, self.spec, self.resume = job_id, spec, resume
+        self.job_id, self.spec, self.resume, self.member = job_id, spec, resume, member
         self.rundir = RunDirectory(Path(run_dir), spec)
         self.events: list[Event] = []
         self._changed: asyncio.Condition | None = None
@@ -131,7 +139,7 @@ class JobSupervisor:
         checkpoint = self.rundir.open(self.resume)
         await self.emit(StateChanged(state=JobState.STARTING))
         preload_finishing()
-        data, net = await asyncio.to_thread(prepare, spec)
+        data, net = await asyncio.to_thread(prepare, spec, self.member)
         plan = JobPlan.make(spec, len(data.x_train))
         evaluator = Evaluator(spec, plan, data, net)
         initial = evaluator.flat.state.numpy().copy()

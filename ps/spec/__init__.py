@@ -100,6 +100,22 @@ class PSSpec(_Strict):
     max_table_bytes: Annotated[int, Field(ge=2**20, le=2**40)] = 8 * 2**30
 
 
+class EnsembleSpec(_Strict):
+    """A bagging ensemble trained as one job.
+
+    Attributes:
+        members: how many copies of the model train (each with its own workers and shards).
+        bootstrap: each member trains on a bootstrap sample of the training split (its size,
+            drawn with replacement, seeded per member); false: on the whole split.
+        combine: ``vote`` (majority of the members' classes) or ``mean`` (averaged
+            probabilities, or values for ``mse``).
+    """
+
+    members: Annotated[int, Field(ge=2, le=64)] = 5
+    bootstrap: bool = True
+    combine: Literal["vote", "mean"] = "vote"
+
+
 class CheckpointSpec(_Strict):
     every_steps: Annotated[int, Field(ge=1)] = 200
     keep: Annotated[int, Field(ge=1, le=1000)] = 3
@@ -126,6 +142,7 @@ class JobSpec(_Strict):
     training: TrainingSpec = TrainingSpec()
     ps: PSSpec = PSSpec()
     checkpoint: CheckpointSpec = CheckpointSpec()
+    ensemble: EnsembleSpec | None = None
 
     @field_validator("optimizer", mode="before")
     @classmethod
@@ -147,6 +164,22 @@ class JobSpec(_Strict):
         if v is not None and not isinstance(v, Mapping):
             raise SpecError("sparse_optimizer", f"must be a mapping, got {type(v).__name__}")
         return resolve_sparse_optimizer(v)
+
+    @model_validator(mode="after")
+    def _ensemble_fits_model(self) -> JobSpec:
+        if self.ensemble is None:
+            return self
+        if self.model.type in CTR_TYPES or self.data.has_categorical:
+            raise SpecError("ensemble", "not with embedding tables (categorical features)")
+        if self.ensemble.combine == "vote" and self.model.loss == "mse":
+            raise SpecError("ensemble.combine", "vote needs classes; use mean with loss mse")
+        return self
+
+    def member(self, index: int) -> JobSpec:
+        """The spec of ensemble member ``index``: one model, its own seed (initialization,
+        batches, dropout), the job's split (see :class:`ps.jobs.ensemble.Member`)."""
+        seed = (self.seed * 1_000_003 + 7_919 * (index + 1)) % 2**31
+        return self.model_copy(update={"seed": seed, "ensemble": None})
 
     @model_validator(mode="after")
     def _features_fit_model(self) -> JobSpec:

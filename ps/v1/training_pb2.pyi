@@ -26,7 +26,7 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class JobSpec(_message.Message):
-    __slots__ = ("name", "seed", "data", "model", "optimizer", "regularization", "training", "ps", "checkpoint", "sparse_optimizer")
+    __slots__ = ("name", "seed", "data", "model", "optimizer", "regularization", "training", "ps", "checkpoint", "sparse_optimizer", "ensemble")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,7 @@ class JobSpec(_message.Message):
     PS_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     SPARSE_OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
+    ENSEMBLE_FIELD_NUMBER: _ClassVar[int]
     name: str
     seed: int
     data: DataSpec
@@ -47,7 +48,18 @@ class JobSpec(_message.Message):
     ps: PsSpec
     checkpoint: CheckpointSpec
     sparse_optimizer: SparseOptimizerSpec
-    def __init__(self, name: _Optional[str] = ..., seed: _Optional[int] = ..., data: _Optional[_Union[DataSpec, _Mapping]] = ..., model: _Optional[_Union[ModelSpec, _Mapping]] = ..., optimizer: _Optional[_Union[OptimizerSpec, _Mapping]] = ..., regularization: _Optional[_Union[RegularizationSpec, _Mapping]] = ..., training: _Optional[_Union[TrainingSpec, _Mapping]] = ..., ps: _Optional[_Union[PsSpec, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointSpec, _Mapping]] = ..., sparse_optimizer: _Optional[_Union[SparseOptimizerSpec, _Mapping]] = ...) -> None: ...
+    ensemble: EnsembleSpec
+    def __init__(self, name: _Optional[str] = ..., seed: _Optional[int] = ..., data: _Optional[_Union[DataSpec, _Mapping]] = ..., model: _Optional[_Union[ModelSpec, _Mapping]] = ..., optimizer: _Optional[_Union[OptimizerSpec, _Mapping]] = ..., regularization: _Optional[_Union[RegularizationSpec, _Mapping]] = ..., training: _Optional[_Union[TrainingSpec, _Mapping]] = ..., ps: _Optional[_Union[PsSpec, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointSpec, _Mapping]] = ..., sparse_optimizer: _Optional[_Union[SparseOptimizerSpec, _Mapping]] = ..., ensemble: _Optional[_Union[EnsembleSpec, _Mapping]] = ...) -> None: ...
+
+class EnsembleSpec(_message.Message):
+    __slots__ = ("members", "bootstrap", "combine")
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    BOOTSTRAP_FIELD_NUMBER: _ClassVar[int]
+    COMBINE_FIELD_NUMBER: _ClassVar[int]
+    members: int
+    bootstrap: bool
+    combine: str
+    def __init__(self, members: _Optional[int] = ..., bootstrap: _Optional[bool] = ..., combine: _Optional[str] = ...) -> None: ...
 
 class DataSpec(_message.Message):
     __slots__ = ("source", "target", "n_samples", "n_features", "n_classes", "noise", "validation_split", "test_split", "shuffle", "normalize", "layout", "sequence_length", "categorical", "n_fields", "n_ids", "image_size", "augment")
@@ -476,7 +488,7 @@ class Job(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[JobResult, _Mapping]] = ..., error: _Optional[str] = ..., run_dir: _Optional[str] = ..., attempts: _Optional[int] = ..., unreadable: _Optional[bool] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("job_id", "time", "state", "progress", "evaluation", "finished", "total_steps")
+    __slots__ = ("job_id", "time", "state", "progress", "evaluation", "finished", "total_steps", "member")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -484,6 +496,7 @@ class JobEvent(_message.Message):
     EVALUATION_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     time: float
     state: JobState
@@ -491,7 +504,8 @@ class JobEvent(_message.Message):
     evaluation: Evaluation
     finished: Job
     total_steps: int
-    def __init__(self, job_id: _Optional[str] = ..., time: _Optional[float] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., evaluation: _Optional[_Union[Evaluation, _Mapping]] = ..., finished: _Optional[_Union[Job, _Mapping]] = ..., total_steps: _Optional[int] = ...) -> None: ...
+    member: int
+    def __init__(self, job_id: _Optional[str] = ..., time: _Optional[float] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., evaluation: _Optional[_Union[Evaluation, _Mapping]] = ..., finished: _Optional[_Union[Job, _Mapping]] = ..., total_steps: _Optional[int] = ..., member: _Optional[int] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
     __slots__ = ("spec", "job_id", "resume", "code_archive")

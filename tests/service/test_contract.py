@@ -152,9 +152,10 @@ FULL = {
     },
     "ps": {"shards": 3, "resources": {"num_cpus": 1, "num_gpus": 0}, "max_params": 5000},
     "checkpoint": {"every_steps": 9, "keep": 4},
+    "ensemble": {"members": 4, "bootstrap": False, "combine": "mean"},
 }
 CTR = {
-    **FULL,
+    **{k: v for k, v in FULL.items() if k != "ensemble"},
     "data": {"source": "data/x.csv", "target": "label", "categorical": ["user", "item"]},
     "model": {
         "type": "deepfm",
