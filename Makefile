@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip
 TORCH   ?= torch==2.13.0
 
-.PHONY: setup system-deps run test lint bench clean
+.PHONY: setup system-deps run test lint bench experiments clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ system-deps:
 # Two xdist workers: the tests with clusters of their own beside the rest (tests/conftest.py).
 test: setup system-deps lint
 	$(PY) -m pytest -q -n 2 --dist loadgroup
+
+# The deep-learning practice as jobs with plots (docs/experiments.md): runs/experiments/<name>/.
+experiments: setup
+	$(PY) examples/experiments/run.py
 
 # Every benchmark prints ratios against a baseline measured in the same run (see docs/benchmarks.md).
 bench: setup

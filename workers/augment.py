@@ -3,8 +3,9 @@
 Each sample gets its own random affine transform (rotation, zoom, shift, optional left-right
 flip) applied with one ``affine_grid`` / ``grid_sample`` over the batch, then Gaussian noise.
 The draws come from a generator seeded with (seed, worker, step), so a step replayed by a
-replacement worker sees the same images. Pixels moved in from outside the image read as 0 —
-after standardization, the training split's mean.
+replacement worker sees the same images. Pixels moved in from outside the image repeat the
+nearest edge pixel (the background, for most images: a constant would be the training mean after
+standardization, a grey frame).
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ def augment_batch(x: Tensor, spec: AugmentSpec, seed: int) -> Tensor:
     zoom = uniform(*spec.scale)
     flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0) if spec.hflip else None
     # Pixels → affine_grid's [-1, 1] coordinates (a shift of `shift` pixels is 2·shift / side).
-    tx, ty = uniform(-spec.shift, spec.shift) * 2 / width, uniform(-spec.shift, spec.shift) * 2 / height
+    def pixels(side: int) -> Tensor:  # whole pixels, in affine_grid's units
+        drawn = torch.randint(-spec.shift, spec.shift + 1, (n,), generator=gen)
+        return drawn.double() * 2 / side
+
+    tx, ty = pixels(width), pixels(height)
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack(
         [torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1
@@ -46,7 +51,7 @@ def augment_batch(x: Tensor, spec: AugmentSpec, seed: int) -> Tensor:
         noise = torch.randn(x.shape, generator=gen) * spec.noise
     theta = theta.to(device=x.device, dtype=x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if noise is not None:
         out = out + noise.to(device=x.device, dtype=x.dtype)
     return out

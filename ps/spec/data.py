@@ -27,14 +27,15 @@ class AugmentSpec(_Strict):
     """Random transforms of training images, drawn per sample from (seed, worker, step).
 
     Attributes:
-        shift: translation up to this many pixels in each direction (uniform).
+        shift: translation by a whole number of pixels, up to this many, in each direction
+            (uniform; whole pixels keep the image sharp).
         rotate: rotation up to this many degrees either way (uniform).
         scale: zoom drawn uniformly in ``[lo, hi]``.
         hflip: flip half of the images left to right.
         noise: std of Gaussian noise added (in normalized units).
     """
 
-    shift: Annotated[float, Field(ge=0, le=MAX_IMAGE_SIDE)] = 0.0
+    shift: Annotated[int, Field(ge=0, le=MAX_IMAGE_SIDE)] = 0
     rotate: Annotated[float, Field(ge=0, le=180)] = 0.0
     scale: tuple[
         Annotated[float, Field(gt=0, le=10)], Annotated[float, Field(gt=0, le=10)]

@@ -106,12 +106,12 @@ class AugmentSpec(_message.Message):
     SCALE_FIELD_NUMBER: _ClassVar[int]
     HFLIP_FIELD_NUMBER: _ClassVar[int]
     NOISE_FIELD_NUMBER: _ClassVar[int]
-    shift: float
+    shift: int
     rotate: float
     scale: _containers.RepeatedScalarFieldContainer[float]
     hflip: bool
     noise: float
-    def __init__(self, shift: _Optional[float] = ..., rotate: _Optional[float] = ..., scale: _Optional[_Iterable[float]] = ..., hflip: _Optional[bool] = ..., noise: _Optional[float] = ...) -> None: ...
+    def __init__(self, shift: _Optional[int] = ..., rotate: _Optional[float] = ..., scale: _Optional[_Iterable[float]] = ..., hflip: _Optional[bool] = ..., noise: _Optional[float] = ...) -> None: ...
 
 class Activation(_message.Message):
     __slots__ = ("type", "negative_slope", "pieces")

@@ -185,7 +185,7 @@ def test_a_spec_with_every_field_set_round_trips_through_proto():
         "source": "data/pets",
         "image_size": [32, 24],
         "normalize": "none",
-        "augment": {"shift": 2.5, "rotate": 10, "scale": [0.9, 1.1], "hflip": True, "noise": 0.1},
+        "augment": {"shift": 2, "rotate": 10, "scale": [0.9, 1.1], "hflip": True, "noise": 0.1},
     }
     s = parse_spec({**FULL, "data": images, "model": MODELS[0]})
     assert proto_to_spec(spec_to_proto(s)) == s
