@@ -120,8 +120,7 @@ def admit(
         )
     memory = memory_estimate(spec, n_params, data) + table_memory(spec, data)
     members = spec.ensemble.members if spec.ensemble else 1
-    resources = {k: v * members for k, v in required_resources(spec).items()}
-    return Admission(spec, data, n_params, resources, memory * members)
+    return Admission(spec, data, n_params, required_resources(spec), memory * members)
 
 
 def _check_network(spec: JobSpec, data: DataInfo) -> int:
@@ -165,11 +164,15 @@ def _describe_shapes(shapes: dict[str, torch.Size]) -> str:
 
 
 def required_resources(spec: JobSpec) -> dict[str, float]:
-    """What a job's actors ask Ray for in total (the supervisor asks for nothing)."""
+    """What a job's actors ask Ray for in total (the supervisors ask for nothing; an ensemble
+    needs its members' together)."""
     t, p = spec.training, spec.ps
+    members = spec.ensemble.members if spec.ensemble else 1
     return {
-        "CPU": t.workers * t.worker_resources.num_cpus + p.shards * p.resources.num_cpus,
-        "GPU": t.workers * t.worker_resources.num_gpus + p.shards * p.resources.num_gpus,
+        "CPU": members
+        * (t.workers * t.worker_resources.num_cpus + p.shards * p.resources.num_cpus),
+        "GPU": members
+        * (t.workers * t.worker_resources.num_gpus + p.shards * p.resources.num_gpus),
     }
 
 

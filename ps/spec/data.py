@@ -37,16 +37,19 @@ class AugmentSpec(_Strict):
 
     shift: Annotated[int, Field(ge=0, le=MAX_IMAGE_SIDE)] = 0
     rotate: Annotated[float, Field(ge=0, le=180)] = 0.0
-    scale: tuple[
-        Annotated[float, Field(gt=0, le=10)], Annotated[float, Field(gt=0, le=10)]
-    ] = (1.0, 1.0)
+    scale: tuple[Annotated[float, Field(gt=0, le=10)], Annotated[float, Field(gt=0, le=10)]] = (
+        1.0,
+        1.0,
+    )
     hflip: bool = False
     noise: Annotated[float, Field(ge=0, le=1e3)] = 0.0
 
     @model_validator(mode="after")
     def _ordered(self) -> AugmentSpec:
         if self.scale[0] > self.scale[1]:
-            raise SpecError("data.augment.scale", f"[lo, hi] with lo <= hi (got {list(self.scale)})")
+            raise SpecError(
+                "data.augment.scale", f"[lo, hi] with lo <= hi (got {list(self.scale)})"
+            )
         return self
 
     @property
