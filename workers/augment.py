@@ -34,6 +34,7 @@ def augment_batch(x: Tensor, spec: AugmentSpec, seed: int) -> Tensor:
     angle = uniform(-spec.rotate, spec.rotate) * (math.pi / 180)
     zoom = uniform(*spec.scale)
     flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0) if spec.hflip else None
+
     # Pixels → affine_grid's [-1, 1] coordinates (a shift of `shift` pixels is 2·shift / side).
     def pixels(side: int) -> Tensor:  # whole pixels, in affine_grid's units
         drawn = torch.randint(-spec.shift, spec.shift + 1, (n,), generator=gen)

@@ -383,7 +383,9 @@ def _raw_samples(spec: DataSpec, seed: int, root: Path | None, buckets: int):
     if spec.is_image_directory:
         from workers.images import load_image_directory
 
-        return load_image_directory(resolve_path(spec.source, root, directory=True), spec.image_size)
+        return load_image_directory(
+            resolve_path(spec.source, root, directory=True), spec.image_size
+        )
     raw = _read_file(spec, root, buckets)
     return raw.x, raw.y, raw.ids, raw.fields, raw.numeric
 

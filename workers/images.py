@@ -54,9 +54,7 @@ def inspect_image_directory(path: Path) -> ImageDirectory:
 
     classes, files = [], []
     for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = sorted(
-            f for f in sub.iterdir() if f.is_file() and f.suffix.lower() in SUFFIXES
-        )
+        images = sorted(f for f in sub.iterdir() if f.is_file() and f.suffix.lower() in SUFFIXES)
         if images:
             classes.append(sub.name)
             files.append(tuple(images))
