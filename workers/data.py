@@ -85,7 +85,11 @@ def resolve_path(
             if not path.is_relative_to(root):
                 raise SpecError(field, f"{clip(source)} is outside the data root")
         if directory and not path.is_dir():
-            raise SpecError(field, f"directory not found: {clip(source)}")
+            raise SpecError(
+                field,
+                f"unknown source {clip(source)}: not a bundled source (digits, synthetic-…), a "
+                ".npz / .csv / .parquet file, or a directory of images (directory not found)",
+            )
         if not directory and not path.is_file():
             raise SpecError(field, f"file not found: {clip(source)}")
     except (OSError, ValueError) as exc:  # a name too long, a NUL byte, a loop of links

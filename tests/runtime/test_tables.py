@@ -166,22 +166,29 @@ def build(rows, dim, fields):
 '''
 
 
-def test_a_user_module_with_a_sparse_embedding_keeps_its_rows_on_the_shards(
-    ray_runtime, tmp_path, monkeypatch
-):
-    """No ``row_keys``: the module's rows are fetched when it looks them up, the evaluation
-    snapshots hold whole tables, and it still trains exactly as the plain loop does."""
+def user_module_spec(tmp_path, rows: int):
+    """The code directory of USER_MODULE, and a spec that trains it with ``rows`` rows on ids
+    hashed into 4,096 buckets."""
     code = tmp_path / "code"
     code.mkdir()
     (code / "sparse_net.py").write_text(USER_MODULE)
     raw = ctr_spec("fm")
     raw["model"] = {
         "module": "sparse_net:build",
-        "kwargs": {"rows": 4096, "dim": 3, "fields": 4},
+        "kwargs": {"rows": rows, "dim": 3, "fields": 4},
         "code": str(code),
         "embedding": {"buckets": 4096},
         "loss": "bce",
     }
+    return code, raw
+
+
+def test_a_user_module_with_a_sparse_embedding_keeps_its_rows_on_the_shards(
+    ray_runtime, tmp_path, monkeypatch
+):
+    """No ``row_keys``: the module's rows are fetched when it looks them up, the evaluation
+    snapshots hold whole tables, and it still trains exactly as the plain loop does."""
+    code, raw = user_module_spec(tmp_path, rows=4096)
     # SGD: linear in the gradient, so the different summation order of two workers stays at
     # float rounding (Adagrad's first step, g/|g|, amplifies it for tiny gradients).
     raw["sparse_optimizer"] = {"name": "sgd", "lr": 2.0}
@@ -199,17 +206,7 @@ def test_a_user_module_with_a_sparse_embedding_keeps_its_rows_on_the_shards(
 def test_ids_beyond_a_modules_table_and_unknown_columns_are_refused_before_any_actor(
     ray_runtime, tmp_path
 ):
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "sparse_net.py").write_text(USER_MODULE)
-    raw = ctr_spec("fm")
-    raw["model"] = {
-        "module": "sparse_net:build",
-        "kwargs": {"rows": 1000, "dim": 3, "fields": 4},
-        "code": str(code),
-        "embedding": {"buckets": 4096},
-        "loss": "bce",
-    }
+    _, raw = user_module_spec(tmp_path, rows=1000)
     with pytest.raises(SpecError) as info:
         admit(parse_spec(raw))
     assert info.value.path == "model.embedding.buckets" and "'emb'" in info.value.message
@@ -224,8 +221,8 @@ def test_ids_beyond_a_modules_table_and_unknown_columns_are_refused_before_any_a
 
 @pytest.mark.parametrize(
     "training",
-    [{"mode": "async"}, {"mode": "sync", "sparse_staleness": 2}, {"mode": "ssp", "staleness": 1}],
-    ids=["async", "sync dense, bounded tables", "ssp"],
+    [{"mode": "async"}, {"mode": "sync", "sparse_staleness": 2}],
+    ids=["async", "sync dense, bounded tables"],
 )
 def test_tables_train_under_every_consistency_mode_on_csv_data(ray_runtime, tmp_path, training):
     """A csv file with string categories, a numeric column and missing values."""
