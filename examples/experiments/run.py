@@ -107,18 +107,21 @@ def augmentation() -> tuple[list[dict], Any]:
 
 
 def dropout_vs_bagging() -> tuple[list[dict], Any]:
-    """Dropout, a 5-member bagging ensemble of the same network, both, and neither."""
-    dropped = [MLP[0], {"type": "dropout", "rate": 0.3}, MLP[1]]
+    """Dropout, a 5-member bagging ensemble of the same CNN, both, and neither."""
+    dropped = [*CNN[:-1], {"type": "dropout", "rate": 0.3}, CNN[-1]]
     # mean: the ensemble's loss is the log loss of its averaged probabilities, comparable with
     # a single network's (a vote's is not a probability).
     ensemble = {"members": 5, "bootstrap": True, "combine": "mean"}
     small = {"workers": 1, "worker_resources": {"num_cpus": 0.4}}
     rows = []
     for variant, layers, ens in (
-        ("neither", MLP, None), ("dropout", dropped, None),
-        ("bagging (5)", MLP, ensemble), ("both", dropped, ensemble),
+        ("neither", CNN, None), ("dropout", dropped, None),
+        ("bagging (5)", CNN, ensemble), ("both", dropped, ensemble),
     ):  # fmt: skip
-        spec = job(model={"layers": layers}, training=small)
+        spec = job(
+            data={**SMALL_DIGITS, "layout": "image"}, model={"layers": layers}, training=small
+        )
+        spec["training"]["epochs"] = 100
         if ens:
             spec["ensemble"] = ens
         r = run("dropout-vs-bagging", slug(variant), spec)

@@ -34,7 +34,7 @@ def ensemble_job() -> dict:
         },
         "optimizer": {"name": "adam", "lr": 0.005},
         "training": {
-            "workers": 1, "batch_size": 16, "epochs": 6, "worker_resources": {"num_cpus": 0.5},
+            "workers": 1, "batch_size": 16, "epochs": 4, "worker_resources": {"num_cpus": 0.5},
         },
         "ensemble": {"members": MEMBERS, "combine": "vote"},
     }  # fmt: skip

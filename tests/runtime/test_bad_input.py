@@ -41,7 +41,7 @@ BAD_SPECS = {
         "model.layers.0.type",
         "'dense'",
     ),
-    "bad source": ({"data": {"source": "mnist"}}, "data.source", "unknown source 'mnist'"),
+    "bad source": ({"data": {"source": "x.h5"}}, "data.source", "unknown source 'x.h5'"),
     "splits": (
         {"data": {"validation_split": 0.6, "test_split": 0.5}},
         "data.test_split",
@@ -50,6 +50,11 @@ BAD_SPECS = {
     "l1 mode": ({"regularization": {"l1_mode": "lasso"}}, "regularization.l1_mode", "unknown mode"),
 }
 DATA_ERRORS = {
+    "no such source": (
+        {"data": {"source": "mnist"}},
+        "data.source",
+        "mnist': not a bundled source",
+    ),
     "missing file": ({"data": {"source": "/nonexistent/x.npz"}}, "data.source", "file not found"),
     "wrong output units": (
         {"model": {"layers": [{"type": "dense", "units": 7}]}},

@@ -75,7 +75,7 @@ def plain_loop(spec, steps: int):
     return net, local.rows(0)
 
 
-@pytest.mark.parametrize("kind", ["fm", "deepfm"])
+@pytest.mark.parametrize("kind", ["deepfm"])
 def test_rows_on_two_shards_from_two_sync_workers_equal_a_plain_pytorch_loop(
     ray_runtime, tmp_path, kind
 ):
@@ -98,8 +98,7 @@ def test_rows_on_two_shards_from_two_sync_workers_equal_a_plain_pytorch_loop(
         if '"evaluation"' in line
     ]
     assert evaluations and all("val_auc" in e for e in evaluations)
-    if kind == "fm":
-        check_export(tmp_path)
+    check_export(tmp_path)
 
 
 def check_export(run_dir):
@@ -221,8 +220,8 @@ def test_ids_beyond_a_modules_table_and_unknown_columns_are_refused_before_any_a
 
 @pytest.mark.parametrize(
     "training",
-    [{"mode": "async"}, {"mode": "sync", "sparse_staleness": 2}],
-    ids=["async", "sync dense, bounded tables"],
+    [{"mode": "sync", "sparse_staleness": 2}],
+    ids=["sync dense, bounded tables"],
 )
 def test_tables_train_under_every_consistency_mode_on_csv_data(ray_runtime, tmp_path, training):
     """A csv file with string categories, a numeric column and missing values."""
