@@ -27,10 +27,10 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import numpy as np
-import ray
 import torch
 from sklearn.metrics import roc_auc_score
 
+from ps.jobs.runner import ray_session
 from ps.optim.rows import build_row_rule
 from ps.server.sparse import SparseTable, TableConfig
 from ps.spec import parse_spec
@@ -246,14 +246,9 @@ def main() -> None:
     print(f"# sparse tables — {date.today()} — {platform.machine()}, {os.cpu_count()} CPUs\n")
     print("\n".join(table_size(4096, big)) + "\n")
     print("\n".join(memory(configured, touched)) + "\n")
-    ray.init(
-        address="local", num_cpus=os.cpu_count(), include_dashboard=False,
-        logging_level="ERROR", log_to_driver=False,
-    )  # fmt: skip
-    with TemporaryDirectory() as tmp:
+    with ray_session(), TemporaryDirectory() as tmp:
         print("\n".join(throughput(samples, n_ids, Path(tmp))) + "\n")
         print("\n".join(quality(samples, Path(tmp))))
-    ray.shutdown()
 
 
 if __name__ == "__main__":

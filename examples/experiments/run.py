@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -337,23 +336,14 @@ def main() -> None:
     unknown = [n for n in args.names if n not in EXPERIMENTS]
     if unknown:
         sys.exit(f"unknown experiment(s) {unknown}; choose from {list(EXPERIMENTS)}")
-    import ray
-
     sys.path.insert(0, str(ROOT))
-    ray.init(
-        address="local",
-        num_cpus=os.cpu_count(),
-        include_dashboard=False,
-        logging_level="ERROR",
-        log_to_driver=False,
-    )
-    try:
+    from ps.jobs.runner import ray_session
+
+    with ray_session():  # a local Ray of its own (or the one RAY_ADDRESS names)
         for name in args.names or EXPERIMENTS:
             print(f"# {name}", flush=True)
             rows, draw = EXPERIMENTS[name]()
             write(name, copy.deepcopy(rows), draw)
-    finally:
-        ray.shutdown()
 
 
 if __name__ == "__main__":

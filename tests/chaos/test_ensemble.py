@@ -19,7 +19,7 @@ from workers.data import load_dataset
 from workers.ensemble import EnsembleNet
 from workers.models import load_model
 
-MEMBERS = 3
+MEMBERS = 2
 
 
 def ensemble_job() -> dict:
@@ -50,7 +50,7 @@ def test_a_member_worker_killed_mid_job_is_replaced_and_the_ensemble_is_its_memb
     assert "error" not in box, box.get("error")
     result = box["result"]
     assert result.state == "SUCCEEDED" and result.worker_restarts == 1
-    assert [m["worker_restarts"] for m in result.members] == [0, 1, 0]
+    assert [m["worker_restarts"] for m in result.members] == [0, 1]
     assert all(m["steps"] == m["total_steps"] for m in result.members)
     assert result.steps == result.total_steps == sum(m["total_steps"] for m in result.members)
     # The exported ensemble is the members' exported networks, voting.
@@ -70,7 +70,7 @@ def test_a_member_worker_killed_mid_job_is_replaced_and_the_ensemble_is_its_memb
     raw = x * torch.from_numpy(data.scale) + torch.from_numpy(data.shift)
     assert torch.equal(program(raw).argmax(-1), direct)
     history = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert {e.get("member") for e in history if e["type"] == "evaluation"} == {0, 1, 2}
+    assert {e.get("member") for e in history if e["type"] == "evaluation"} == {0, 1}
     assert [e["member"] for e in history if e["type"] == "worker_restart"] == [1]
 
 
