@@ -127,12 +127,23 @@ def print_result(result: JobResult) -> None:
     table.add_column("")
     table.add_column("loss", justify="right")
     table.add_column("accuracy", justify="right")
+    auc = result.test_auc is not None or result.val_auc is not None  # bce
+    if auc:
+        table.add_column("AUC", justify="right")
     fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
     for split in ("train", "val", "test"):
-        table.add_row(
-            split, fmt(getattr(result, f"{split}_loss")), fmt(getattr(result, f"{split}_accuracy"))
-        )
+        cells = [fmt(getattr(result, f"{split}_{k}")) for k in ("loss", "accuracy")]
+        if auc:
+            cells.append(fmt(getattr(result, f"{split}_auc")))
+        table.add_row(split, *cells)
     Console().print(table)
+    if result.members:
+        mean = [m["test_accuracy"] for m in result.members if m.get("test_accuracy") is not None]
+        if mean:
+            Console().print(
+                f"ensemble of {len(result.members)}: mean member test accuracy "
+                f"{sum(mean) / len(mean):.4f}"
+            )
     Console().print(
         f"steps {result.steps}/{result.total_steps}  epochs {result.epochs:.2f}  "
         f"wall {result.wall_time_s:.1f}s  {result.samples_per_s:,.0f} samples/s  "
