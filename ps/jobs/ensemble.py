@@ -122,7 +122,7 @@ class EnsembleSupervisor(JobSupervisor):
             for child in self.children:
                 with contextlib.suppress(Exception):
                     ray.kill(child, no_restart=True)
-        result = await asyncio.to_thread(self._finish, data, results, time.monotonic() - started)
+        result = await self._finish(data, results, time.monotonic() - started)
         await self.emit(Finished(result=result))
         return result
 
@@ -141,10 +141,17 @@ class EnsembleSupervisor(JobSupervisor):
             raise RuntimeError(f"ensemble member {index} failed: {cause}")
         return [t.result() for t in runs]
 
-    def _finish(self, data, results: list[JobResult], wall: float) -> JobResult:
+    async def _finish(self, data, results: list[JobResult], wall: float) -> JobResult:
+        model, metrics = await asyncio.to_thread(self._combine, data, len(results))
+        export_error = await self.rundir.export_program(model)
+        result = combine_results(self.job_id, self.spec, results, metrics, wall, export_error)
+        return await self.rundir.write_result(result)
+
+    def _combine(self, data, n_members: int) -> tuple[TrainedModel, dict]:
+        """The ensemble of the members' models (written as model.pt) and its metrics."""
         spec, ens = self.spec, self.spec.ensemble
         members = self.rundir.path / "members"
-        trained = [load_model(members / str(i) / "model.pt") for i in range(len(results))]
+        trained = [load_model(members / str(i) / "model.pt") for i in range(n_members)]
         net = EnsembleNet([m.net for m in trained], ens.combine, spec.model.loss).eval()
         first = trained[0]
         model = TrainedModel(net, first.normalizer, spec.model.loss, first.classes, first.inputs)
@@ -155,9 +162,7 @@ class EnsembleSupervisor(JobSupervisor):
             for k, v in evaluate(net, *data.split(split)[:2], spec.model.loss, fn).items()
         }
         save_model(self.rundir.path / "model.pt", spec.model, model, data.n_outputs)
-        export_error = self.rundir.export_program(model)
-        result = combine_results(self.job_id, spec, results, metrics, wall, export_error)
-        return self.rundir.write_result(result)
+        return model, metrics
 
 
 def combine_results(

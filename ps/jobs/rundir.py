@@ -7,16 +7,21 @@ after S is dropped, so no evaluation appears twice.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+import ray
 import torch
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ps.jobs.events import HISTORY_KINDS, Event, JobResult
 from ps.jobs.snapshot import ModelState
@@ -28,7 +33,8 @@ from workers.models import TrainedModel, export_program
 
 def preload_finishing() -> None:
     """Import matplotlib and torch.export in a background thread: a second of imports the end
-    of the job need not wait for (they overlap the actors' start)."""
+    of the job need not wait for (they overlap the actors' start). Only for a job whose end runs
+    in the supervisor (see :class:`RunDirectory`)."""
 
     def load() -> None:
         with contextlib.suppress(Exception):
@@ -42,12 +48,47 @@ def preload_finishing() -> None:
     threading.Thread(target=load, name="preload-finishing", daemon=True).start()
 
 
+def _export(model: TrainedModel, path: str) -> str | None:
+    """Write model.pt2; returns why not, if it cannot be."""
+    try:
+        export_program(model, path)
+    except Exception as exc:  # noqa: BLE001 - some user modules do not export; model.pt stays
+        return f"model.pt2 not written: {type(exc).__name__}: {str(exc)[:300]}"
+    return None
+
+
+def _plot(run_dir: str) -> str | None:
+    """Draw curves.png; returns why not, if it cannot be (a plotting problem is never fatal)."""
+    try:
+        plot_curves(run_dir, Path(run_dir) / "curves.png")
+    except Exception as exc:  # noqa: BLE001 - a plotting problem must not fail a trained job
+        return str(exc)
+    return None
+
+
+@functools.cache
+def _remote(fn: Callable[..., Any]) -> Any:
+    return ray.remote(num_cpus=0, max_retries=0)(fn)
+
+
+async def _on_this_node(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn`` as a Ray task on this node. Ray keeps task worker processes and reuses them,
+    so the second of torch.export and matplotlib imports is paid once per worker process rather
+    than once per job (a supervisor is a fresh process)."""
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return await _remote(fn).options(scheduling_strategy=here).remote(*args)
+
+
 def checkpoint_step(checkpoint: Path) -> int:
     return int(checkpoint.name.split("-")[1])
 
 
 class RunDirectory:
     """Everything a job writes, in one directory.
+
+    The export and the plot at the end run in a reusable Ray task on this node, except for a
+    job with user code: its modules are imported in its own processes only, never in a worker
+    another job reuses.
 
     Args:
         path: the run directory (created).
@@ -57,6 +98,7 @@ class RunDirectory:
     def __init__(self, path: Path, spec: JobSpec) -> None:
         self.path = Path(path)
         self.spec = spec
+        self.finish_here = spec.model.user_code
         self.checkpoints = self.path / "checkpoints"
         self._history: IO[str] | None = None
         self.evaluations: list[dict[str, Any]] = []  # the evaluations kept by the last rewind
@@ -134,23 +176,23 @@ class RunDirectory:
         return meta, states, best
 
     # -- the end -----------------------------------------------------------------------------
-    def export_program(self, model: TrainedModel) -> str | None:
-        """Write model.pt2 (a torch.export program); returns why not, if it cannot be."""
-        try:
-            export_program(model, self.path / "model.pt2")
-        except Exception as exc:  # noqa: BLE001 - some user modules do not export; model.pt stays
-            return f"model.pt2 not written: {type(exc).__name__}: {str(exc)[:300]}"
-        return None
+    async def _finishing(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.finish_here:
+            return await asyncio.to_thread(fn, *args)
+        return await _on_this_node(fn, *args)
 
-    def write_result(self, result: JobResult) -> JobResult:
+    async def export_program(self, model: TrainedModel) -> str | None:
+        """Write model.pt2 (a torch.export program); returns why not, if it cannot be."""
+        return await self._finishing(_export, model, str(self.path / "model.pt2"))
+
+    async def write_result(self, result: JobResult) -> JobResult:
         """Write result.json, then curves.png (a plotting problem is noted, never fatal)."""
         if self._history is not None:
             self._history.flush()
         path = self.path / "result.json"
         path.write_text(json.dumps(result.to_dict(), indent=2, default=str))
-        try:
-            plot_curves(self.path, self.path / "curves.png")
-        except Exception as exc:  # noqa: BLE001 - a plotting problem must not fail a trained job
-            result = dataclasses.replace(result, curves_error=str(exc))
+        curves_error = await self._finishing(_plot, str(self.path))
+        if curves_error is not None:
+            result = dataclasses.replace(result, curves_error=curves_error)
             path.write_text(json.dumps(result.to_dict(), indent=2, default=str))
         return result

@@ -138,7 +138,8 @@ class JobSupervisor:
         spec = self.spec
         checkpoint = self.rundir.open(self.resume)
         await self.emit(StateChanged(state=JobState.STARTING))
-        preload_finishing()
+        if self.rundir.finish_here:
+            preload_finishing()
         data, net = await asyncio.to_thread(prepare, spec, self.member)
         plan = JobPlan.make(spec, len(data.x_train))
         evaluator = Evaluator(spec, plan, data, net)
@@ -222,7 +223,7 @@ class JobSupervisor:
         final = evaluator.final_metrics(exported)
         model = evaluator.trained_model()
         save_model(self.rundir.path / "model.pt", self.spec.model, model, data.n_outputs)
-        export_error = await asyncio.to_thread(self.rundir.export_program, model)
+        export_error = await self.rundir.export_program(model)
         result = make_result(
             self.job_id,
             self.spec,
@@ -236,7 +237,9 @@ class JobSupervisor:
             wall,
             self.budget,
         )
-        result = self.rundir.write_result(dataclasses.replace(result, export_error=export_error))
+        result = await self.rundir.write_result(
+            dataclasses.replace(result, export_error=export_error)
+        )
         samples = sum(t.samples for t in outcome.totals)
         await self.emit(Telemetry(figures=self.figures.snapshot(stats, samples)))
         await self.emit(Finished(result=result))

@@ -165,3 +165,21 @@ def test_the_adding_problem():
         parse_spec(
             {"data": {"source": "synthetic-adding", "layout": "image"}, "model": {"module": "m:f"}}
         )
+
+
+def test_digits_are_scikit_learns_digits_read_without_importing_it():
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from workers.data import load_digits
+
+    x, y = load_digits()
+    expected = sklearn_digits()
+    np.testing.assert_array_equal(x, expected.data)
+    np.testing.assert_array_equal(y, expected.target)
+    assert x.dtype == expected.data.dtype and y.dtype == expected.target.dtype
+    probe = "import sys; from workers.data import load_digits; load_digits(); print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
