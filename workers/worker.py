@@ -6,7 +6,6 @@ actors; nothing else. It stops when its step budget is spent or a shard answers 
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -284,15 +283,18 @@ class Worker:
             report.layer_grad_norms = self.flat.layer_norms()
         self.supervisor.report.remote(report)  # fire and forget: progress must not slow training
 
-    def ping(self) -> int:
-        return self.config.index
 
-    def pid(self) -> int:
-        return os.getpid()
+def train_worker(
+    config: WorkerConfig, train: list, shards: list, supervisor: Any, start_clock: int = 0
+) -> WorkerTotals:
+    """A worker's whole life as one Ray task: build it, train from ``start_clock`` to the end.
 
-    def node(self) -> str:
-        """The Ray node this worker runs on (for operators and failure tests)."""
-        return ray.get_runtime_context().get_node_id()
+    A task rather than an actor: Ray keeps task worker processes and hands them to later tasks,
+    so a job's workers start in processes that already imported PyTorch (an actor is a new
+    process every time). Nothing of the job stays behind: ``run`` closes the transport and
+    removes its shared memory, and the worker object goes with the task.
+    """
+    return Worker(config, train, shards, supervisor).run(start_clock)
 
 
 @dataclass

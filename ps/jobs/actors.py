@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -30,10 +31,16 @@ from ps.server.tables import TablesConfig
 from ps.spec import JobSpec
 from workers import shm
 from workers.layers import Input
-from workers.worker import Worker, WorkerConfig
+from workers.worker import WorkerConfig, train_worker
 
 LEFTOVER_TIMEOUT_S = 30
 PING_TIMEOUT_S = 15
+
+
+@functools.cache
+def _train_task(fresh_process: bool) -> Any:
+    # No retries: a failed worker is the supervisor's to replace (resumed at the right step).
+    return ray.remote(max_retries=0, max_calls=1 if fresh_process else 0)(train_worker)
 
 
 def actor_name(job_id: str, role: str, index: int | None = None) -> str:
@@ -80,7 +87,8 @@ class Generation:
 
     Attributes:
         number: 1 for the first set, +1 per restore.
-        shards / workers: actor handles, in slice and worker order.
+        shards: actor handles, in slice order.
+        workers: per worker, the object ref of its running task (None until it is started).
         start_step: the version the shards start at (0, or a checkpoint's).
         start_clocks: the clock each worker resumes at.
     """
@@ -138,8 +146,8 @@ class JobActors:
 
     def spawn(self, initial: np.ndarray, saved: list[dict[str, Any]] | None) -> Generation:
         """A new generation of shards (from checkpointed ``saved`` states, or the ``initial``
-        state vector: parameters, then buffers) and workers; returns without waiting for them
-        to be up."""
+        state vector: parameters, then buffers); returns without waiting for them to be up.
+        Its workers start with :meth:`start_worker`."""
         self.generations += 1
         self.token = secrets.token_bytes(wire.TOKEN_BYTES)  # a new secret per generation
         number, t, ps = self.generations, self.spec.training, self.spec.ps
@@ -162,7 +170,7 @@ class JobActors:
             for i, (lo, hi) in enumerate(self.param_slices)
         ]
         gen = Generation(number, shards, [])
-        gen.workers = [self.make_worker(gen, i) for i in range(t.workers)]
+        gen.workers = [None] * t.workers
         gen.start_step = int(saved[0]["version"]) if saved else 0
         # A worker resumes after the last step every shard saw (the others drop the replay).
         gen.start_clocks = [
@@ -200,7 +208,9 @@ class JobActors:
             ),
         )
 
-    def make_worker(self, gen: Generation, i: int, restart: int = 0):
+    def start_worker(self, gen: Generation, i: int, start_clock: int, restart: int = 0) -> Any:
+        """Start worker ``i`` of ``gen`` at ``start_clock`` (a Ray task named like an actor would
+        be); returns the object ref of its :class:`WorkerTotals`."""
         res = self.spec.training.worker_resources
         config = WorkerConfig(
             index=i,
@@ -215,20 +225,19 @@ class JobActors:
             token=self.token,
             tables=self.layout.tables,
         )
-        return (
-            ray.remote(Worker)
-            .options(
-                name=self._name("worker", i, gen.number, restart),
-                num_cpus=res.num_cpus,
-                num_gpus=res.num_gpus,
-            )
-            .remote(config, self.train, gen.shards, self.supervisor)
+        # A job's user code is imported in processes of its own, never in one reused later.
+        task = _train_task(self.spec.model.user_code).options(
+            name=self._name("worker", i, gen.number, restart),
+            num_cpus=res.num_cpus,
+            num_gpus=res.num_gpus,
         )
+        gen.workers[i] = task.remote(config, self.train, gen.shards, self.supervisor, start_clock)
+        return gen.workers[i]
 
     @staticmethod
     async def ready(gen: Generation) -> None:
-        """Wait until every actor of ``gen`` is up (its constructor ran)."""
-        await asyncio.gather(*[a.ping.remote() for a in gen.shards + gen.workers])
+        """Wait until every shard of ``gen`` is up (its constructor ran)."""
+        await asyncio.gather(*[a.ping.remote() for a in gen.shards])
 
     @staticmethod
     async def shards_alive(gen: Generation) -> bool:
@@ -258,9 +267,18 @@ class JobActors:
     def kill(gen: Generation | None) -> None:
         if gen is None:
             return
-        for actor in gen.workers + gen.shards:
+        for i in range(len(gen.workers)):
+            JobActors.stop_worker(gen, i)
+        for actor in gen.shards:
             with contextlib.suppress(Exception):
                 ray.kill(actor, no_restart=True)
+
+    @staticmethod
+    def stop_worker(gen: Generation, i: int) -> None:
+        """End worker ``i``'s task if it still runs (its process goes; a finished one is kept)."""
+        if gen.workers[i] is not None:
+            with contextlib.suppress(Exception):
+                ray.cancel(gen.workers[i], force=True)
 
     async def kill_leftovers(self) -> None:
         """Kill actors of an earlier incarnation of this job (its supervisor died; they may not

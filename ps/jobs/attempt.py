@@ -9,7 +9,6 @@ restored shards, and no stale worker replacement overwrites a new worker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -110,26 +109,24 @@ class Attempt:
 
     async def _run_worker(self, i: int) -> WorkerTotals:
         """Run worker ``i`` to the end, replacing it (same rows, resumed step) if it dies."""
-        start = self.gen.start_clocks[i]
+        start, restart = self.gen.start_clocks[i], 0
         while True:
             try:
-                totals = await self.gen.workers[i].run.remote(start)
+                totals = await self.actors.start_worker(self.gen, i, start, restart)
                 self.figures.worker_done(totals)
                 return totals
-            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
+            except ray.exceptions.RayError as exc:  # it raised, its process died, or its node
                 cause = first_line(exc)
                 if self.cancelled():
                     raise JobCancelled("the job was cancelled") from None
                 if not await JobActors.shards_alive(self.gen):
                     raise ShardLost(f"while worker {i} ran: {cause}") from None
-                failures = self.budget.worker_failed(i, cause)
+                restart = self.budget.worker_failed(i, cause)
                 self.figures.worker_restarts = self.budget.worker_restarts
-                with contextlib.suppress(Exception):
-                    ray.kill(self.gen.workers[i], no_restart=True)
+                JobActors.stop_worker(self.gen, i)
                 # Resume after the last step every shard has seen; the others drop the replay.
                 clocks = [s.worker_clock.remote(i) for s in self.gen.shards]
                 start = min(await asyncio.gather(*clocks))
-                self.gen.workers[i] = self.actors.make_worker(self.gen, i, failures)
                 await self.emit(WorkerReplaced(worker=i, step=start, reason=cause))
 
     async def _watch(self) -> str:

@@ -131,12 +131,14 @@ class EnsembleSupervisor(JobSupervisor):
         done, pending = await asyncio.wait(runs, return_when=asyncio.FIRST_EXCEPTION)
         failed = [t for t in done if t.exception() is not None]
         if failed:
+            # Whether the job was cancelled is decided before the failure stops the others.
+            cancelled = self.cancelled
             await self.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             index = runs.index(failed[0])
             cause = failed[0].exception()
             cause = getattr(cause, "cause", None) or cause
-            if self.cancelled or isinstance(cause, JobCancelled):
+            if cancelled or isinstance(cause, JobCancelled):
                 raise JobCancelled("the job was cancelled")
             raise RuntimeError(f"ensemble member {index} failed: {cause}")
         return [t.result() for t in runs]

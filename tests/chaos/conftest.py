@@ -24,17 +24,24 @@ def no_leaked_actors(ray_runtime):
 
 
 def kill_actor(name: str) -> int:
-    """SIGKILL the process of the live actor called ``name``, found through Ray's state API."""
-    from ray.util.state import list_actors
+    """SIGKILL the process of the live actor, or the running task (a job's workers are tasks),
+    called ``name``, found through Ray's state API."""
+    from ray.util.state import list_actors, list_tasks
+
+    address = os.environ["PS_TEST_DASHBOARD"]
 
     def find():
-        found = list_actors(
-            address=os.environ["PS_TEST_DASHBOARD"],
-            filters=[("name", "=", name), ("state", "=", "ALIVE")],
+        actors = list_actors(
+            address=address, filters=[("name", "=", name), ("state", "=", "ALIVE")]
         )
-        return found[0].pid if found else None
+        if actors:
+            return actors[0].pid
+        # The state API may cut a listing at its limit before it filters: ask for all of them.
+        tasks = list_tasks(address=address, filters=[("name", "=", name)], limit=10_000)
+        running = [t for t in tasks if t.state.startswith("RUNNING") and t.worker_pid]
+        return running[0].worker_pid if running else None
 
-    pid = wait_until(find, 30, what=f"actor {name} to be alive")
+    pid = wait_until(find, 30, what=f"actor or task {name} to be running")
     os.kill(pid, signal.SIGKILL)
     return pid
 

@@ -43,8 +43,12 @@ SCRIPT = textwrap.dedent(
 
     ckpt = root / "runs" / "node-loss" / "checkpoints" / "step-00000080"
     deadline_wait(ckpt.is_dir, 120, "a checkpoint")
-    worker = ray.get_actor("ps:node-loss:worker:0", namespace=None)
-    node_id = ray.get(worker.node.remote())
+    from ray.util.state import list_tasks
+    def worker_node():
+        tasks = list_tasks(filters=[("name", "=", "ps:node-loss:worker:0")], limit=10_000)
+        return next((t.node_id for t in tasks if t.state.startswith("RUNNING")), None)
+    deadline_wait(worker_node, 60, "worker 0 to be listed")
+    node_id = worker_node()
     (victim,) = [n for n in nodes if n.node_id == node_id]
     cluster.remove_node(victim, allow_graceful=False)
     print("removed the node of worker 0", flush=True)

@@ -24,11 +24,14 @@ SCRIPT = ROOT / "deploy" / "local" / "cluster.sh"
 LIST_ACTORS = textwrap.dedent(
     """
     import json, sys, ray
-    from ray.util.state import list_actors
+    from ray.util.state import list_actors, list_tasks
     ray.init(address=sys.argv[1], logging_level="ERROR")
     nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     actors = [a for a in list_actors(address=sys.argv[2], limit=10000) if a.name and sys.argv[3] in a.name]
-    print(json.dumps({"nodes": sorted(nodes), "actors": {a.name: a.node_id for a in actors}}))
+    # A job's workers are Ray tasks (finished by now), named like its actors.
+    tasks = [t for t in list_tasks(address=sys.argv[2], limit=10000) if t.name and sys.argv[3] in t.name]
+    placed = {a.name: a.node_id for a in actors} | {t.name: t.node_id for t in tasks}
+    print(json.dumps({"nodes": sorted(nodes), "actors": placed}))
     """
 )
 
