@@ -73,7 +73,7 @@ def main() -> None:
     ray.shutdown()
     print(f"# start-up — {date.today()} — {platform.machine()}, {os.cpu_count()} CPUs")
     print(f"(median of {args.jobs} jobs, seconds from the SubmitJob call; 2 workers, 1 shard)\n")
-    print("| SubmitJob returned | STARTING | RUNNING (actors up) | first update | target |")
+    print("| SubmitJob returned | STARTING | RUNNING (shards up) | first update | target |")
     print("|---:|---:|---:|---:|---:|")
     med = {k: statistics.median(r.get(k, float("nan")) for r in runs) for k in runs[0]}
     print(

@@ -1,4 +1,5 @@
-"""The worker actor: pull → forward/backward on its next minibatch → push, until done.
+"""The worker: pull → forward/backward on its next minibatch → push, until done; one Ray task
+(:func:`train_worker`) per worker.
 
 A worker knows its rows of the training data, the parameter slices of the shards and the shard
 actors; nothing else. It stops when its step budget is spent or a shard answers ``stop``.

@@ -1,8 +1,10 @@
-"""A job's actors: create, name, replace and remove its shards and workers.
+"""A job's actors and tasks: create, name, replace and remove its shards (actors) and workers
+(Ray tasks, in processes Ray reuses).
 
-Every actor of a job is named ``ps:<job_id>:<role>[:<i>]`` (tagged ``@<generation>`` after a
-restore and ``#<restart>`` for a replaced worker, since a dead actor's name is released late), so
-the job's actors can be found by name and a restarted supervisor can remove its predecessor's.
+Each is named ``ps:<job_id>:<role>[:<i>]`` (tagged ``@<generation>`` after a restore and
+``#<restart>`` for a replaced worker, since a dead actor's name is released late): shards are
+found by name (a restarted supervisor removes its predecessor's), workers in Ray's state API
+(``list_tasks``). A worker task is owned by its supervisor, so it ends when the supervisor dies.
 """
 
 from __future__ import annotations

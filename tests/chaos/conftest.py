@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import ray
@@ -24,9 +25,9 @@ def no_leaked_actors(ray_runtime):
 
 
 def kill_actor(name: str) -> int:
-    """SIGKILL the process of the live actor, or the running task (a job's workers are tasks),
-    called ``name``, found through Ray's state API."""
-    from ray.util.state import list_actors, list_tasks
+    """SIGKILL the process of the live actor called ``name`` (found through Ray's state API), or
+    of the running task called ``name`` (a job's workers are tasks)."""
+    from ray.util.state import list_actors
 
     address = os.environ["PS_TEST_DASHBOARD"]
 
@@ -34,16 +35,26 @@ def kill_actor(name: str) -> int:
         actors = list_actors(
             address=address, filters=[("name", "=", name), ("state", "=", "ALIVE")]
         )
-        if actors:
-            return actors[0].pid
-        # The state API may cut a listing at its limit before it filters: ask for all of them.
-        tasks = list_tasks(address=address, filters=[("name", "=", name)], limit=10_000)
-        running = [t for t in tasks if t.state.startswith("RUNNING") and t.worker_pid]
-        return running[0].worker_pid if running else None
+        return actors[0].pid if actors else running_task(name)
 
     pid = wait_until(find, 30, what=f"actor or task {name} to be running")
     os.kill(pid, signal.SIGKILL)
     return pid
+
+
+def running_task(name: str) -> int | None:
+    """The pid of the process running the task called ``name`` on this machine: Ray titles it
+    ``ray::<name>`` while the task runs. (The state API lists tasks from events that arrive
+    late under load.)"""
+    title = f"ray::{name}".encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip() == title:
+                    return int(entry.name)
+            except OSError:  # the process ended meanwhile
+                continue
+    return None
 
 
 def shard_version(job_id: str) -> int:
