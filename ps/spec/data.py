@@ -9,16 +9,25 @@ from pydantic import Field, field_validator, model_validator
 
 from ps.errors import SpecError, clip
 from ps.spec.base import MAX_NAME_CHARS, MAX_PATH_CHARS, MAX_SYNTHETIC_VALUES, _plain_text, _Strict
-
-BUNDLED_SOURCES = (
-    "digits",
-    "synthetic-classification",
-    "synthetic-regression",
-    "synthetic-adding",
-    "synthetic-ctr",
+from ps.spec.sources import (
+    BUNDLED_SOURCES,
+    FILE_SUFFIXES,
+    LAYOUTS,
+    SOURCES,
+    SourceKind,
+    find_source,
 )
-LAYOUTS = ("table", "image", "sequence")
-FILE_SUFFIXES = (".npz", ".csv", ".parquet")
+
+__all__ = [
+    "BUNDLED_SOURCES",
+    "FILE_SUFFIXES",
+    "LAYOUTS",
+    "MAX_CATEGORICAL",
+    "MAX_IMAGE_SIDE",
+    "AugmentSpec",
+    "DataSpec",
+]
+
 MAX_CATEGORICAL = 1000  # categorical columns (fields) of a dataset
 MAX_IMAGE_SIDE = 4096
 
@@ -99,15 +108,9 @@ class DataSpec(_Strict):
     @classmethod
     def _known_source(cls, v: str) -> str:
         _plain_text(v, MAX_PATH_CHARS)
-        if v in BUNDLED_SOURCES or Path(v).suffix.lower() in FILE_SUFFIXES:
-            return v
-        if v.startswith("synthetic-") or Path(v).suffix:
-            raise ValueError(
-                f"unknown source {clip(v)}: use one of {BUNDLED_SOURCES}, a path ending in "
-                f"{' / '.join(FILE_SUFFIXES)}, or a directory of images (one sub-directory per "
-                "class)"
-            )
-        return v  # a directory of images
+        if find_source(v) is None:
+            raise ValueError(_unknown_source(v))
+        return v
 
     @field_validator("target")
     @classmethod
@@ -122,42 +125,28 @@ class DataSpec(_Strict):
                 f"validation_split + test_split must be < 1 "
                 f"(got {self.validation_split} + {self.test_split})",
             )
-        if Path(self.source).suffix.lower() in (".csv", ".parquet") and not self.target:
+        kind = self.kind
+        if kind.needs_target and not self.target:
             raise SpecError("data.target", f"required for a {Path(self.source).suffix} source")
-        if self.source.startswith("synthetic-"):
-            self._check_synthetic()
+        if kind.synthetic:
+            self._check_synthetic(kind)
+        if kind.check is not None:
+            kind.check(self)
         if self.categorical:
-            if Path(self.source).suffix.lower() not in (".csv", ".parquet"):
-                raise SpecError(
-                    "data.categorical",
-                    "only for .csv / .parquet sources (synthetic-ctr makes its own categorical "
-                    "fields)",
-                )
-            if self.target in self.categorical:
-                raise SpecError("data.categorical", f"lists the target {clip(self.target)}")
-        if self.is_image_directory and self.target:
+            self._check_categorical(kind)
+        if kind.is_directory and self.target:
             raise SpecError("data.target", "an image directory's classes are its sub-directories")
-        if self.image_size is not None and not self.is_image_directory:
+        if self.image_size is not None and not kind.is_directory:
             raise SpecError("data.image_size", "only for a directory of images")
-        if self.augment is not None and (fixed_table := self._table_only()):
-            raise SpecError("data.augment", f"only for image data ({fixed_table})")
-        fixed = {
-            "synthetic-classification": "table",
-            "synthetic-regression": "table",
-            "synthetic-adding": "sequence",
-            "synthetic-ctr": "table",
-            ".csv": "table",
-            ".parquet": "table",
-        }.get(self.source if self.source in BUNDLED_SOURCES else Path(self.source).suffix.lower())
+        if self.augment is not None and (not_images := self._not_images()):
+            raise SpecError("data.augment", f"only for image data ({not_images})")
+        fixed = kind.fixed_layout
         if fixed and self.layout not in (None, fixed):
             raise SpecError("data.layout", f"{self.source} is a {fixed}, not {self.layout!r}")
         return self
 
-    def _check_synthetic(self) -> None:
-        width = {
-            "synthetic-adding": self.sequence_length * 2,
-            "synthetic-ctr": self.n_fields,
-        }.get(self.source, self.n_features)
+    def _check_synthetic(self, kind: SourceKind) -> None:
+        width = kind.values_per_sample(self)
         values = self.n_samples * width
         if values > MAX_SYNTHETIC_VALUES:
             raise SpecError(
@@ -166,19 +155,17 @@ class DataSpec(_Strict):
                 f"(≈{values * 8 / 2**30:,.1f} GiB while generated) exceeds the synthetic-data "
                 f"budget of {MAX_SYNTHETIC_VALUES:,} values",
             )
-        if self.source == "synthetic-classification":
-            if self.n_features < 2:
-                raise SpecError(
-                    "data.n_features",
-                    f"synthetic-classification needs >= 2 (got {self.n_features})",
-                )
-            most = 2 ** (self.informative_features - 1)
-            if self.n_classes > most:
-                raise SpecError(
-                    "data.n_classes",
-                    f"synthetic-classification with {self.n_features} features supports at most "
-                    f"{most} classes (got {self.n_classes}); add features",
-                )
+
+    def _check_categorical(self, kind: SourceKind) -> None:
+        if kind.categorical != "columns":
+            columns = " / ".join(k.suffix for k in SOURCES if k.categorical == "columns")
+            own = ", ".join(k.name for k in SOURCES if k.categorical == "own")
+            raise SpecError(
+                "data.categorical",
+                f"only for {columns} sources ({own} makes its own categorical fields)",
+            )
+        if self.target in self.categorical:
+            raise SpecError("data.categorical", f"lists the target {clip(self.target)}")
 
     @property
     def informative_features(self) -> int:
@@ -186,28 +173,51 @@ class DataSpec(_Strict):
         places the class clusters on the vertices of a hypercube of this dimension)."""
         return max(2, min(self.n_features, self.n_features // 2 + 1, 30))
 
-    def _table_only(self) -> str | None:
+    def _not_images(self) -> str | None:
         """Why this source cannot be images (None: it can)."""
         if self.layout not in (None, "image"):
             return f"data.layout is {self.layout!r}"
-        if self.source in BUNDLED_SOURCES and self.source != "digits":
-            return f"{self.source} is not images"
-        if self.source == "digits" and self.layout != "image":
-            return "digits is a table unless data.layout is image"
-        if Path(self.source).suffix.lower() in (".csv", ".parquet"):
-            return f"a {Path(self.source).suffix} source is a table"
+        kind = self.kind
+        if "image" not in kind.layouts:
+            if kind.bundled:
+                return f"{self.source} is not images"
+            return f"a {Path(self.source).suffix} source is a {kind.fixed_layout}"
+        default = kind.layout(self.layout)
+        if default not in (None, "image"):
+            return f"{self.source} is a {default} unless data.layout is image"
         return None
+
+    @property
+    def kind(self) -> SourceKind:
+        """The kind of data the source names (:data:`ps.spec.sources.SOURCES`).
+
+        Raises:
+            SpecError: no kind (only a source replaced without validation can have none).
+        """
+        kind = find_source(self.source)
+        if kind is None:
+            raise SpecError("data.source", _unknown_source(self.source))
+        return kind
 
     @property
     def is_image_directory(self) -> bool:
         """Whether the source is a directory of images (one sub-directory per class)."""
-        return self.source not in BUNDLED_SOURCES and not Path(self.source).suffix
+        return self.kind.is_directory
+
+    @property
+    def is_path(self) -> bool:
+        """Whether the source is a path — a file or a directory of images — rather than a
+        bundled or generated source (its path is confined to the data root at admission)."""
+        return not self.kind.bundled
 
     @property
     def has_categorical(self) -> bool:
         """Whether the samples have categorical fields (ids for embedding tables)."""
-        return bool(self.categorical) or self.source == "synthetic-ctr"
+        return bool(self.categorical) or self.kind.categorical == "own"
 
-    @property
-    def is_file(self) -> bool:
-        return self.source not in BUNDLED_SOURCES
+
+def _unknown_source(source: str) -> str:
+    return (
+        f"unknown source {clip(source)}: use one of {BUNDLED_SOURCES}, a path ending in "
+        f"{' / '.join(FILE_SUFFIXES)}, or a directory of images (one sub-directory per class)"
+    )

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from ps.errors import SpecError
+from ps.jobs.admission import resolve_path
 from ps.spec import DataSpec, parse_spec
-from workers.data import batches_per_epoch, epoch_batches, load_dataset, resolve_path, worker_rows
+from ps.spec.sources import BUNDLED_SOURCES, FILE_SUFFIXES, KINDS, SOURCES, find_source
+from workers.data import LOADERS, batches_per_epoch, epoch_batches, load_dataset, worker_rows
 
 
 def test_digits_split_sizes_and_standardization_uses_training_rows_only():
@@ -183,3 +185,146 @@ def test_digits_are_scikit_learns_digits_read_without_importing_it():
     probe = "import sys; from workers.data import load_digits; load_digits(); print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# The source registry: each kind declared once, on the spec side and on the loading side.
+
+SOURCE_PROBES = {
+    **{name: name for name in BUNDLED_SOURCES},
+    "npz": "d.npz",
+    "csv": "d.CSV",
+    "parquet": "sub/d.parquet",
+    "image-directory": "pictures",
+}
+
+
+def test_every_source_kind_is_declared_once_with_one_loader():
+    names = [kind.name for kind in SOURCES]
+    suffixes = [kind.suffix for kind in SOURCES if kind.match == "suffix"]
+    assert len(set(names)) == len(names) and len(set(suffixes)) == len(suffixes)
+    assert set(names) == set(LOADERS) == set(SOURCE_PROBES)
+    assert FILE_SUFFIXES == (".npz", ".csv", ".parquet")
+    assert set(BUNDLED_SOURCES) == {kind.name for kind in SOURCES if kind.bundled}
+    for name, probe in SOURCE_PROBES.items():
+        assert [kind.name for kind in SOURCES if kind.matches(probe)] == [name], probe
+        assert find_source(probe) is KINDS[name]
+    for unknown in ("x.h5", "synthetic-foo", "digits.v2"):
+        assert find_source(unknown) is None
+
+
+@pytest.mark.parametrize(
+    "source, fixed, target, categorical, path",
+    [
+        ("digits", None, False, False, False),
+        ("synthetic-classification", "table", False, False, False),
+        ("synthetic-adding", "sequence", False, False, False),
+        ("synthetic-ctr", "table", False, True, False),
+        ("d.npz", None, False, False, True),
+        ("d.csv", "table", True, False, True),
+        ("pictures", None, False, False, True),
+    ],
+)
+def test_what_the_spec_knows_of_a_source_comes_from_its_entry(
+    source, fixed, target, categorical, path
+):
+    spec = DataSpec(source=source, target="y" if target else None)
+    assert spec.kind.fixed_layout == fixed and spec.kind.needs_target == target
+    assert spec.has_categorical == categorical and spec.is_path == path
+    assert spec.is_image_directory == (source == "pictures")  # a directory is a path, no file
+
+
+def _pngs(root, classes=("a", "b"), per_class=6):
+    from PIL import Image
+
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("L", (5, 4), color=40 * c + i).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def good_sources(tmp_path):
+    """A valid spec for every kind of source, and the loss it fits."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    np.savez(tmp_path / "d.npz", X=np.random.default_rng(0).random((30, 3, 4)), y=np.arange(30) % 3)
+    (tmp_path / "d.csv").write_text("\n".join(["a,y"] + [f"{i},{i % 2}" for i in range(30)]))
+    pq.write_table(pa.table({"a": np.arange(30.0), "y": np.arange(30) % 2}), tmp_path / "d.parquet")
+    return {
+        "digits": ({"layout": "image"}, "cross_entropy"),
+        "synthetic-classification": ({"n_samples": 60, "n_classes": 3}, "cross_entropy"),
+        "synthetic-regression": ({"n_samples": 60, "n_features": 3}, "mse"),
+        "synthetic-adding": ({"n_samples": 60, "sequence_length": 4}, "mse"),
+        "synthetic-ctr": ({"n_samples": 60, "n_fields": 3}, "bce"),
+        "npz": ({"source": str(tmp_path / "d.npz"), "layout": "sequence"}, "cross_entropy"),
+        "csv": ({"source": str(tmp_path / "d.csv"), "target": "y"}, "bce"),
+        "parquet": ({"source": str(tmp_path / "d.parquet"), "target": "y"}, "cross_entropy"),
+        "image-directory": ({"source": str(_pngs(tmp_path / "im")), "layout": "table"}, "bce"),
+    }
+
+
+def test_inspect_tells_what_load_gives_for_every_kind(good_sources):
+    from workers.data import inspect_data
+
+    assert set(good_sources) == set(LOADERS)
+    for name, (fields, loss) in good_sources.items():
+        spec = DataSpec(**{"source": name, **fields})
+        assert spec.kind.name == name
+        info, data = inspect_data(spec, loss), load_dataset(spec, loss, 0, buckets=64)
+        assert info.inputs == data.inputs, name
+        assert info.rows in (None, len(data.x_train) + len(data.x_val) + len(data.x_test)), name
+        assert info.outputs in (None, data.n_outputs), name
+
+
+def _bad_sources(tmp_path):
+    """Specs whose data every load refuses, and which headers (or the spec) already show."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    np.savez(tmp_path / "no-y.npz", X=np.zeros((10, 2)))
+    np.savez(tmp_path / "short-y.npz", X=np.zeros((10, 2)), y=np.arange(9) % 2)
+    np.savez(tmp_path / "rgb.npz", X=np.zeros((10, 3, 4, 4)), y=np.arange(10) % 2)
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    (tmp_path / "d.csv").write_text("a,b,y\n1,x,0\n2,z,1\n")
+    pq.write_table(pa.table({"a": [1.0, 2.0], "y": [1, 1]}), tmp_path / "one-class.parquet")
+    _pngs(tmp_path / "one-class", classes=("a",))
+    _pngs(tmp_path / "im")
+    return [
+        ({"source": str(tmp_path / "missing.npz")}, "cross_entropy"),
+        ({"source": str(tmp_path / "no-y.npz")}, "cross_entropy"),
+        ({"source": str(tmp_path / "short-y.npz")}, "cross_entropy"),
+        ({"source": str(tmp_path / "rgb.npz"), "layout": "sequence"}, "cross_entropy"),
+        ({"source": str(tmp_path / "broken.npz")}, "cross_entropy"),
+        ({"source": str(tmp_path / "d.csv"), "target": "c"}, "cross_entropy"),
+        ({"source": str(tmp_path / "d.csv"), "target": "y"}, "cross_entropy"),  # b: text
+        ({"source": str(tmp_path / "d.csv"), "target": "y", "categorical": ["q"]}, "bce"),
+        ({"source": str(tmp_path / "one-class.parquet"), "target": "y"}, "cross_entropy"),
+        ({"source": str(tmp_path / "one-class")}, "cross_entropy"),
+        ({"source": str(tmp_path / "gone")}, "cross_entropy"),
+        ({"source": str(tmp_path / "im"), "layout": "sequence"}, "cross_entropy"),
+        ({"source": "digits"}, "bce"),
+        ({"source": "synthetic-classification", "n_classes": 3}, "bce"),
+    ]
+
+
+def test_inspect_refuses_what_load_would_refuse(tmp_path):
+    from workers.data import inspect_data
+
+    for fields, loss in _bad_sources(tmp_path):
+        spec = DataSpec(**fields)
+        with pytest.raises(SpecError) as loading:
+            load_dataset(spec, loss, 0)
+        with pytest.raises(SpecError) as inspecting:
+            inspect_data(spec, loss)
+        assert inspecting.value.path == loading.value.path, (fields, str(inspecting.value))
+
+
+def test_workers_read_paths_as_given_and_leave_confinement_to_admission(tmp_path):
+    from workers.data import inspect_data
+
+    with pytest.raises(ValueError, match="confine_paths"):
+        load_dataset(DataSpec(source="digits"), "cross_entropy", 0, tmp_path)
+    with pytest.raises(ValueError, match="confine_paths"):
+        inspect_data(DataSpec(source="digits"), "cross_entropy", tmp_path)

@@ -1,0 +1,132 @@
+"""A loaded dataset: the source's samples arranged in their layout, split and normalized."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ps.errors import SpecError
+from ps.spec import DataSpec
+from workers.data.base import Raw, arrange_shape, layout_of, targets
+from workers.data.sources import loader_for, no_root
+from workers.data.splits import split_indices, statistics
+from workers.layers import Input
+
+
+@dataclass
+class Dataset:
+    """A loaded, split and normalized dataset.
+
+    ``x_*`` are float32 samples of the layout's shape — a table ``(n, features)``, images
+    ``(n, channels, height, width)``, sequences ``(n, steps, features)`` — or int64 tokens
+    ``(n, steps)``; ``y_*`` are int64 class indices (cross_entropy), float32 0/1 (bce) or
+    float32 (n, targets) (mse). ``shift``/``scale`` are the training statistics the features were
+    normalized with (None for tokens); ``classes`` the original labels of the class indices.
+
+    With categorical features, ``ids_*`` are their int64 ids ``(n, fields)`` (hashed into
+    ``buckets``), ``fields`` the columns' names and ``numeric`` the numeric columns' names
+    (``x_*``, possibly none).
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    shift: np.ndarray | None
+    scale: np.ndarray | None
+    loss: str
+    classes: list = field(default_factory=list)
+    ids_train: np.ndarray | None = None
+    ids_val: np.ndarray | None = None
+    ids_test: np.ndarray | None = None
+    fields: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    buckets: int = 0
+
+    @property
+    def inputs(self) -> Input:
+        """The per-sample shape the model takes."""
+        shape = tuple(self.x_train.shape[1:])
+        return Input(shape, self.x_train.dtype.kind in "iu", len(self.fields))
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(x, y, ids) of ``train``, ``val`` or ``test``."""
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}"), getattr(self, f"ids_{name}")
+
+    @property
+    def n_outputs(self) -> int:
+        """Units of the model's last layer: classes (cross_entropy), 1 (bce), targets (mse)."""
+        if self.loss == "cross_entropy":
+            return len(self.classes)
+        return 1 if self.loss == "bce" else self.y_train.shape[1]
+
+
+def load_dataset(
+    spec: DataSpec, loss: str, seed: int, root: Path | None = None, buckets: int = 2**20
+) -> Dataset:
+    """Load, arrange (layout), split and normalize the data a spec describes; categorical
+    columns are hashed into ``buckets`` ids. ``spec``'s paths are already confined (``root``
+    must be None; it stays for callers that pass it).
+
+    Raises:
+        SpecError: missing file, missing column, non-numeric data, targets that do not fit the
+            loss, a layout the data cannot have.
+    """
+    no_root(root)
+    raw = loader_for(spec).load(spec, seed, buckets)
+    x, tokens = _features(raw, spec)
+    y, classes = targets(np.asarray(raw.y), loss)
+    tr, va, te = split_indices(len(x), spec, seed)
+    if tokens:
+        shift = scale = None
+        parts = [x[rows] for rows in (tr, va, te)]
+    else:
+        shift, scale = statistics(x[tr], spec.normalize)
+        parts = [((x[rows] - shift) / scale).astype(np.float32) for rows in (tr, va, te)]
+    ids = (None,) * 3 if raw.ids is None else tuple(raw.ids[rows] for rows in (tr, va, te))
+    return Dataset(
+        parts[0],
+        y[tr],
+        parts[1],
+        y[va],
+        parts[2],
+        y[te],
+        shift,
+        scale,
+        loss,
+        classes,
+        *ids,
+        fields=raw.fields,
+        numeric=raw.numeric,
+        buckets=0 if raw.ids is None else buckets,
+    )
+
+
+def _features(raw: Raw, spec: DataSpec) -> tuple[np.ndarray, bool]:
+    """The samples arranged in the spec's layout (float32, or int64 tokens) and whether they are
+    tokens; numeric columns beside categorical fields stay a float32 table.
+
+    Raises:
+        SpecError: samples that do not match the targets or the layout, bad values.
+    """
+    if raw.ids is not None:
+        x = np.asarray(raw.x, dtype=np.float32)
+        if not np.isfinite(x).all():
+            raise SpecError("data.source", "numeric features contain NaN or infinite values")
+        return x, False
+    x = np.asarray(raw.x)
+    if x.ndim < 2 or len(x) != len(raw.y):
+        raise SpecError(
+            "data.source", f"X must be (n, ...) with one y per sample; got {x.shape}, {len(raw.y)}"
+        )
+    inputs = arrange_shape(x.shape[1:], x.dtype.kind in "iu", layout_of(spec), spec.source)
+    x = x.reshape(len(x), *inputs.shape).astype(np.int64 if inputs.tokens else np.float32)
+    if inputs.tokens and x.size and x.min() < 0:
+        raise SpecError("data.source", "token ids must be >= 0")
+    if not inputs.tokens and not np.isfinite(x).all():
+        raise SpecError("data.source", "features contain NaN or infinite values")
+    return x, inputs.tokens
