@@ -26,7 +26,7 @@ import ray
 import torch
 
 from ps.server.actor import ParameterShard
-from ps.server.shard import ShardConfig
+from ps.server.config import ShardConfig
 
 SIZES = (256, 1024, 1024, 10)
 

@@ -32,7 +32,8 @@ from sklearn.metrics import roc_auc_score
 
 from ps.jobs.runner import ray_session
 from ps.optim.rows import build_row_rule
-from ps.server.sparse import SparseTable, TableConfig
+from ps.protocol.messages import TableConfig
+from ps.server.sparse import SparseTable
 from ps.spec import parse_spec
 from workers.data import load_dataset
 from workers.models import build_model, load_model
@@ -139,8 +140,8 @@ def plain_loop(spec_dict: dict, batch: int, threads: int) -> tuple[float, float]
     torch.manual_seed(spec.seed)
     net = build_model(spec.model, data.inputs, 1)
     local = LocalRows(net, {0: data.ids_train.ravel()}, spec.seed)
-    dense = torch.optim.Adam(net.parameters(), lr=spec.optimizer["lr"])
-    sparse = torch.optim.Adagrad(local.parameters(), lr=spec.sparse_optimizer["lr"])
+    dense = torch.optim.Adam(net.parameters(), lr=spec.optimizer.lr)
+    sparse = torch.optim.Adagrad(local.parameters(), lr=spec.sparse_optimizer.lr)
     ids, x = torch.from_numpy(data.ids_train), torch.from_numpy(data.x_train)
     y = torch.from_numpy(data.y_train).float().reshape(-1, 1)
     gen, seen = torch.Generator().manual_seed(0), 0

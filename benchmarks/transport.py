@@ -33,7 +33,7 @@ import torch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ps.server.actor import ParameterShard
-from ps.server.shard import ShardConfig
+from ps.server.config import ShardConfig
 from ps.server.slices import param_slices
 from workers.transport import ShardClient
 

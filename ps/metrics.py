@@ -5,13 +5,12 @@ job's actors through the supervisor (workers report to it, it polls the shards) 
 snapshots, kept here in :class:`JobTelemetry` and rendered at scrape time by a collector — so a
 lost event never skews a counter, and a job's series disappear ``retention_s`` after it ends.
 
-Histograms cross process boundaries as :class:`Buckets` (counts per bucket bound + sum), with the
-bucket bounds below as the single definition.
+Histograms cross process boundaries as :class:`ps.protocol.buckets.Buckets` (counts per bucket
+bound + sum); the bounds are defined there once, beside the shards and workers that fill them.
 """
 
 from __future__ import annotations
 
-import bisect
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -24,24 +23,10 @@ from prometheus_client.registry import Collector
 
 from ps.jobs.events import Evaluation, Event, Progress, Telemetry
 from ps.jobs.state import JobState
+from ps.protocol.buckets import LATENCY_BUCKETS, STALENESS_BUCKETS, Buckets
 
-LATENCY_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
-STALENESS_BUCKETS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128)
+__all__ = ["LATENCY_BUCKETS", "STALENESS_BUCKETS", "Buckets", "JobTelemetry", "ServiceMetrics"]
+
 JOB_STATES = tuple(s.value for s in JobState)
 SUBMISSION_OUTCOMES = (
     "accepted",
@@ -56,32 +41,6 @@ SUBMISSION_OUTCOMES = (
 REJECT_REASONS = ("non_finite", "duplicate", "stopped")
 LINK_KINDS = ("shm", "unix", "tcp", "ray", "ray-shm")
 WORKER_STATES = ("running", "finished")
-
-
-class Buckets:
-    """A histogram as plain data: counts per upper bound (non-cumulative), +Inf, sum.
-
-    Cheap to fill in a hot loop and to ship through Ray; merged by adding.
-    """
-
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.sum = 0.0
-
-    def observe(self, value: float, n: int = 1) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += n
-        self.sum += value * n
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"counts": list(self.counts), "sum": self.sum}
-
-    def add(self, data: dict[str, Any]) -> None:
-        for i, c in enumerate(data["counts"]):
-            self.counts[i] += c
-        self.sum += data["sum"]
 
 
 def _hist_family(

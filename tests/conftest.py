@@ -74,19 +74,23 @@ def pytest_terminal_summary(terminalreporter):
         )
 
 
-# Tests that start Ray clusters or services of their own in subprocesses run on a second xdist
-# worker beside everything else (which shares one Ray runtime): `make test` runs both groups at
-# once (`-n 2 --dist loadgroup`), so their start-up waits overlap the rest of the suite.
+# Tests that start Ray clusters or services of their own in subprocesses form one xdist group:
+# `make test` (`-n 2 --dist loadgroup`) sends the group to one worker as a unit, so they never run
+# two at once on this 2-core machine, while every other test (sharing one Ray runtime per xdist
+# worker) is spread by load over both workers, the group's worker included. Grouping the rest too
+# would run them all on one worker, one after another.
 ISOLATED = (
     "tests/deploy/test_local_cluster.py",
     "tests/chaos/test_node_loss.py",
     "tests/chaos/test_service_restart.py",
 )
+ISOLATED_GROUP = "isolated"
 
 
+# tryfirst: xdist reads the groups in its own collection hook (it renames each grouped test's
+# node id to end in "@<group>"); a marker added after it has no effect.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    import pytest
-
     for item in items:
-        path = str(item.path.relative_to(config.rootpath))
-        item.add_marker(pytest.mark.xdist_group("isolated" if path in ISOLATED else "shared"))
+        if str(item.path.relative_to(config.rootpath)) in ISOLATED:
+            item.add_marker(pytest.mark.xdist_group(ISOLATED_GROUP))

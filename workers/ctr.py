@@ -15,7 +15,6 @@ The output is one logit per sample (``bce``) or one value (``mse``).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -57,9 +56,9 @@ class CTRModel(nn.Module):
             logit = logit + self.deep(torch.cat([factors.flatten(1), x], dim=1)).squeeze(-1)
         return logit.unsqueeze(-1)
 
-    def row_keys(self, ids: Tensor) -> list[tuple[int, np.ndarray]]:
-        """The rows a batch will read (pulled with the step's parameters)."""
-        return [(self.embedding.table, np.unique(ids.cpu().numpy()))]
+    def row_ids(self, ids: Tensor) -> list[tuple[int, Tensor]]:
+        """The ids each table will look up for a batch (their rows travel with the pull)."""
+        return [(self.embedding.table, ids)]
 
 
 def build_ctr_model(

@@ -227,6 +227,13 @@ class TrainedTableModel(TrainedModel):
         super().__init__(net, normalizer, loss, classes, inputs)
         self.fields, self.numeric, self.buckets = list(fields), list(numeric), int(buckets)
 
+    @classmethod
+    def of(cls, model: TrainedModel, fields, numeric, buckets: int) -> TrainedTableModel:
+        """``model`` over categorical ``fields`` (hashed into ``buckets``) and ``numeric``
+        columns."""
+        m = model
+        return cls(m.net, m.normalizer, m.loss, m.classes, m.inputs, fields, numeric, buckets)
+
     def forward(self, ids: Tensor, x: Tensor) -> Tensor:
         return self.net(ids, self.normalizer(x))
 
@@ -324,13 +331,11 @@ def load_model(path: str | Path) -> TrainedModel:
         net = build_model(spec, inputs, blob["n_outputs"])
     net.load_state_dict(blob["state_dict"])
     normalizer = Normalizer(blob["shift"], blob["scale"])
+    model = TrainedModel(net, normalizer, spec.loss, blob["classes"], inputs)
     table = blob.get("categorical")
     if table:
-        return TrainedTableModel(
-            net, normalizer, spec.loss, blob["classes"], inputs, table["fields"],
-            table["numeric"], table["buckets"],
-        ).eval()  # fmt: skip
-    return TrainedModel(net, normalizer, spec.loss, blob["classes"], inputs).eval()
+        model = TrainedTableModel.of(model, table["fields"], table["numeric"], table["buckets"])
+    return model.eval()
 
 
 def _own_storage(model: TrainedModel) -> TrainedModel:

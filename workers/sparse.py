@@ -1,15 +1,16 @@
 """Embedding tables whose rows live on the parameter server: :class:`SparseEmbedding`.
 
 In a worker, a ``SparseEmbedding`` reads only the rows of the distinct ids in its input (pulled
-with the step's parameters where the model says which ids it will need, see
-:func:`row_requests`; else fetched when the forward pass reaches it), and after the backward
+with the step's parameters where the model says which ids it will look up — its ``row_ids``
+hook, planned once per step by :mod:`workers.rowplan` —; else fetched when the forward pass
+reaches it), and after the backward
 pass the worker pushes only those rows' gradients — summed over duplicates in the batch, as
 ``nn.EmbeddingBag`` does. Anywhere else (evaluation, an exported model) it looks rows up in its
 own buffers: the trained rows, sorted by id; an id never trained reads as zeros.
 
 User modules use it like ``nn.Embedding``::
 
-    from ps import SparseEmbedding
+    from workers.sparse import SparseEmbedding
 
     class Net(nn.Module):
         def __init__(self):
@@ -26,7 +27,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ps.server.sparse import TableConfig, sum_duplicates
+from ps.protocol.messages import TableConfig
+from ps.protocol.rows import sum_duplicates
+from workers.rowplan import RowGradients, RowPlan, route
 
 MAX_WIDTH = 65_536
 
@@ -129,12 +132,21 @@ def load_tables(net: nn.Module, tables: dict[int, tuple[np.ndarray, np.ndarray]]
         module.load_rows(ids, rows if rows is not None else np.empty((0, module.dim), np.float32))
 
 
-def row_requests(net: nn.Module, ids: Tensor | None) -> list[tuple[int, np.ndarray]]:
-    """The rows the model will read for a batch with categorical ``ids`` (its ``row_keys``),
-    so they travel with the step's pull; empty where the model cannot say."""
-    if ids is None or not hasattr(net, "row_keys"):
+def planned_ids(net: nn.Module, ids: Tensor | None) -> list[tuple[int, Tensor]]:
+    """The ids each sparse embedding of the model will look up for a batch with categorical
+    ``ids`` (its ``row_ids`` hook), so their rows travel with the step's pull; empty where the
+    model cannot say."""
+    if ids is None or not hasattr(net, "row_ids"):
         return []
-    return net.row_keys(ids)
+    return net.row_ids(ids)
+
+
+def row_requests(net: nn.Module, ids: Tensor | None) -> list[tuple[int, np.ndarray]]:
+    """The distinct ids (sorted) the model will read per table for a batch."""
+    out: dict[int, list[np.ndarray]] = {}
+    for table, looked_up in planned_ids(net, ids):
+        out.setdefault(table, []).append(looked_up.detach().cpu().numpy().reshape(-1))
+    return [(table, np.unique(np.concatenate(parts))) for table, parts in out.items()]
 
 
 class RemoteRows:
@@ -143,52 +155,57 @@ class RemoteRows:
     Args:
         fetch: ``fetch(table, keys) -> rows`` for rows not pulled with the step.
         device: where the model computes.
+        shards: how many shards keep the rows (routing of rows fetched outside the plan).
     """
 
-    def __init__(self, fetch, device: torch.device) -> None:
+    def __init__(self, fetch, device: torch.device, shards: int) -> None:
         self.fetch = fetch
         self.device = device
+        self.shards = shards
+        self.plan = RowPlan()
         self.pulled: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self.touched: list[tuple[int, np.ndarray, Tensor]] = []
+        self.touched: list[tuple[int, np.ndarray, Tensor, tuple | None | str]] = []
 
-    def start(self, pulled: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
-        """A new step, with the rows pulled for it."""
-        self.pulled = pulled
+    def start(self, plan: RowPlan, pulled: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
+        """A new step: its row plan and the rows pulled for it."""
+        self.plan, self.pulled = plan, pulled
         self.touched = []
 
     def embed(self, module: SparseEmbedding, ids: Tensor) -> Tensor:
-        keys, inverse = torch.unique(ids.reshape(-1), sorted=True, return_inverse=True)
-        keys_np = keys.cpu().numpy()
-        hit = self.pulled.get(module.table)
-        if hit is not None and np.array_equal(hit[0], keys_np):
-            rows = hit[1]
-        else:
-            rows = self.fetch(module.table, keys_np)
+        planned = self.plan.get(module.table)
+        if planned is not None and planned.matches(ids) and module.table in self.pulled:
+            keys, inverse, owners = planned.keys, planned.inverse, planned.owners
+            rows = self.pulled[module.table][1]
+        else:  # ids the model did not announce: find and fetch them now
+            unique, inverse = torch.unique(ids.reshape(-1), sorted=True, return_inverse=True)
+            keys, owners = unique.cpu().numpy(), "unrouted"
+            rows = self.fetch(module.table, keys)
         leaf = torch.from_numpy(rows).to(self.device).requires_grad_(module.training)
         if module.training:
-            self.touched.append((module.table, keys_np, leaf))
+            self.touched.append((module.table, keys, leaf, owners))
         return nn.functional.embedding(inverse, leaf).reshape(*ids.shape, module.dim)
 
-    def gradients(self) -> tuple[list[tuple[int, np.ndarray, np.ndarray]], bool]:
+    def gradients(self) -> tuple[list[RowGradients], bool]:
         """(the step's row gradients per table — keys sorted and distinct, summed over
-        duplicates —, whether all are finite)."""
-        by_table: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
-        for table, keys, leaf in self.touched:
+        duplicates, routed to their shards —, whether all are finite)."""
+        by_table: dict[int, list[tuple[np.ndarray, np.ndarray, Any]]] = {}
+        for table, keys, leaf, owners in self.touched:
             grad = leaf.grad
             rows = np.zeros(tuple(leaf.shape), np.float32) if grad is None else grad.cpu().numpy()
-            by_table.setdefault(table, []).append((keys, rows))
+            by_table.setdefault(table, []).append((keys, rows, owners))
         out, finite = [], True
         for table, parts in sorted(by_table.items()):
-            if len(parts) == 1:
-                keys, rows = parts[0]
-            else:
+            keys, rows, owners = parts[0]
+            if len(parts) > 1:
                 keys, rows = sum_duplicates(
-                    np.concatenate([k for k, _ in parts]),
-                    np.concatenate([r for _, r in parts]),
-                    parts[0][1].shape[1],
+                    np.concatenate([k for k, _, _ in parts]),
+                    np.concatenate([r for _, r, _ in parts]),
+                    rows.shape[1],
                 )
+            if len(parts) > 1 or isinstance(owners, str):
+                owners = route(table, keys, self.shards)
             finite = finite and bool(np.isfinite(rows).all())
-            out.append((table, keys, rows))
+            out.append(RowGradients(table, keys, rows, owners))
         return out, finite
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import ray
 import torch
 
-from ps.metrics import LATENCY_BUCKETS, Buckets
-from ps.server.sparse import TableConfig
+from ps.protocol.buckets import LATENCY_BUCKETS, Buckets
+from ps.protocol.messages import TableConfig
 from ps.spec import JobSpec
 from workers.augment import augment_batch
 from workers.data import epoch_batches
@@ -24,8 +24,9 @@ from workers.evaluation import forward, model_loss
 from workers.flat import FlatModel, state_sizes
 from workers.layers import Input
 from workers.models import build_model
-from workers.sparse import RemoteRows, bind, row_requests, tables_of
-from workers.transport import ShardClient
+from workers.rowplan import RowPlan
+from workers.sparse import RemoteRows, bind, planned_ids, tables_of
+from workers.transport import ShardClient, StepPull, StepPush
 
 REPORT_EVERY_S = 0.5
 MAX_REPORTED_LAYERS = 64
@@ -81,7 +82,6 @@ class WorkerReport:
 
     worker: int
     clock: int
-    epoch: int
     loss: float
     steps: int
     samples: int
@@ -153,7 +153,10 @@ class Worker:
             shared_memory=t.transport == "auto",
             tables=config.tables,
         )
-        self.rows = RemoteRows(self._fetch_rows, self.device) if config.tables else None
+        self.shards = len(shards)
+        self.rows = (
+            RemoteRows(self._fetch_rows, self.device, self.shards) if config.tables else None
+        )
         bind(self.net, self.rows)
         self._clock = 0
         self.mirror = DeviceMirror(self.net, self.transport.state, self.transport.grads)
@@ -161,19 +164,27 @@ class Worker:
         self.loss = model_loss(self.spec.model)
         self.supervisor = supervisor
         self._order: tuple[int, list[torch.Tensor]] | None = None
+        self._batch_at: tuple[int, tuple] | None = None  # the latest batch (planned, then used)
         self.pull_hist = Buckets(LATENCY_BUCKETS)
         self.push_hist = Buckets(LATENCY_BUCKETS)
 
     def _fetch_rows(self, table: int, keys: np.ndarray) -> np.ndarray:
         return self.transport.fetch_rows(self._clock, table, keys)
 
-    def _requests(self, clock: int) -> list:
-        """The embedding rows the batch of ``clock`` will read (pulled with its parameters)."""
-        if self.rows is None or clock >= self.config.budget:
-            return []
-        return row_requests(self.net, self._batch(clock)[3])
+    def _pull(self, clock: int) -> StepPull | None:
+        """The pull of step ``clock`` with the row plan of its batch (None: past the budget)."""
+        if clock >= self.config.budget:
+            return None
+        if self.rows is None:
+            return StepPull(clock)
+        return StepPull(
+            clock, RowPlan.of(planned_ids(self.net, self._batch(clock)[3]), self.shards)
+        )
 
     def _batch(self, clock: int) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor | None]:
+        """The minibatch of step ``clock`` (the same tensors for the plan and the step)."""
+        if self._batch_at is not None and self._batch_at[0] == clock:
+            return self._batch_at[1]
         epoch, b = divmod(clock, self.config.batches)
         if self._order is None or self._order[0] != epoch:
             order = epoch_batches(
@@ -186,7 +197,9 @@ class Worker:
             )
             self._order = (epoch, [torch.from_numpy(i).to(self.device) for i in order])
         idx = self._order[1][b]
-        return self.x[idx], self.y[idx], epoch, None if self.ids is None else self.ids[idx]
+        batch = (self.x[idx], self.y[idx], epoch, None if self.ids is None else self.ids[idx])
+        self._batch_at = (clock, batch)
+        return batch
 
     def run(self, start_clock: int = 0) -> WorkerTotals:
         """Train from ``start_clock`` until the budget is spent or a shard says stop."""
@@ -195,7 +208,7 @@ class Worker:
         finally:
             self.transport.close()
 
-    def _step(self, clock: int) -> tuple[float, float, int, list]:
+    def _step(self, clock: int, plan: RowPlan) -> tuple[float, float, int, tuple]:
         """Forward and backward on the minibatch of ``clock``: (loss, the flat gradient's global
         norm — NaN if any gradient is not finite —, the batch's size, the embedding-row
         gradients). The flat gradient is left in the transport's buffer."""
@@ -206,7 +219,7 @@ class Worker:
             x = augment_batch(x, self.spec.data.augment, seed)
         self._clock = clock
         if self.rows is not None:
-            self.rows.start(self.transport.rows)
+            self.rows.start(plan, self.transport.rows)
         self.mirror.load()
         self.flat.zero_grad()
         loss = self.loss(forward(self.net, x, ids), y)
@@ -215,7 +228,7 @@ class Worker:
         norm = float(torch.linalg.vector_norm(self.flat.grads[: self.flat.n_params]))
         rows, finite = self.rows.gradients() if self.rows is not None else ([], True)
         self.mirror.store()
-        return float(loss.detach()), norm if finite else float("nan"), len(x), rows
+        return float(loss.detach()), norm if finite else float("nan"), len(x), tuple(rows)
 
     def _run(self, clock: int) -> WorkerTotals:
         self.net.train()
@@ -225,26 +238,19 @@ class Worker:
         last_report = time.monotonic()
         norm = None
         t0 = start = time.perf_counter()
-        read = self.transport.pull(clock, self._requests(clock))
+        pull = self._pull(clock)
+        read = self.transport.pull(pull) if pull is not None else None
         self.pull_hist.observe(time.perf_counter() - t0)
-        while read is not None and clock < self.config.budget:
-            version, min_clock = read
+        while read is not None:
             t1 = time.perf_counter()
-            loss, norm, batch, rows = self._step(clock)
+            loss, norm, batch, rows = self._step(clock, pull.plan)
             t2 = time.perf_counter()
             clock += 1
             # The push of this step and the pull of the next travel together.
-            self.transport.send(
-                clock,
-                version,
-                min_clock,
-                norm,
-                clock if clock < self.config.budget else None,
-                rows,
-                self._requests(clock),
-            )
+            pull = self._pull(clock)
+            self.transport.send(StepPush(clock, read.version, read.min_clock, norm, rows), pull)
             for ack in self.transport.acks():
-                totals.acks[ack] = totals.acks.get(ack, 0) + 1
+                totals.acks[ack.value] = totals.acks.get(ack.value, 0) + 1
             t3 = time.perf_counter()
             read = self.transport.read()
             t4 = time.perf_counter()
@@ -270,7 +276,6 @@ class Worker:
         report = WorkerReport(
             worker=self.config.index,
             clock=clock,
-            epoch=clock // self.config.batches,
             loss=window.loss_sum / window.steps,
             steps=window.steps,
             samples=window.samples,

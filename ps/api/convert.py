@@ -19,7 +19,9 @@ from ps.jobs.events import (
     JobEnded,
     JobResult,
     Progress,
+    Restored,
     StateChanged,
+    WorkerReplaced,
 )
 from ps.jobs.state import JobState
 from ps.jobs.store import JobRecord
@@ -178,6 +180,12 @@ def event_to_proto(event: Event) -> pb.JobEvent:
         msg.progress.CopyFrom(pb.Progress(**_pick(event, _PROGRESS)))
     elif isinstance(event, Evaluation):
         msg.evaluation.CopyFrom(pb.Evaluation(**_pick(event, _EVALUATION)))
+    elif isinstance(event, Restored):
+        msg.restored.CopyFrom(pb.Restored(step=event.step, reason=event.reason))
+    elif isinstance(event, WorkerReplaced):
+        msg.worker_replaced.CopyFrom(
+            pb.WorkerReplaced(worker=event.worker, step=event.step, reason=event.reason)
+        )
     elif isinstance(event, JobEnded):
         msg.finished.CopyFrom(job_to_proto(event.job))
     return msg
@@ -199,6 +207,11 @@ def proto_to_event(msg: pb.JobEvent) -> Event | None:
         return Progress(**_fields(msg.progress, _PROGRESS), **common)
     if kind == "evaluation":
         return Evaluation(**_fields(msg.evaluation, _EVALUATION), **common)
+    if kind == "restored":
+        return Restored(step=msg.restored.step, reason=msg.restored.reason, **common)
+    if kind == "worker_replaced":
+        r = msg.worker_replaced
+        return WorkerReplaced(worker=r.worker, step=r.step, reason=r.reason, **common)
     return None
 
 

@@ -21,18 +21,12 @@ import numpy as np
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ps.hashing import shard_of
-from ps.jobs.evaluator import Evaluator
-from ps.jobs.plan import JobPlan
-from ps.server import wire
+from ps.jobs.resolved import ResolvedJob
+from ps.protocol import shm, wire
 from ps.server.actor import ParameterShard
-from ps.server.shard import ShardConfig
+from ps.server.config import ShardConfig
 from ps.server.slices import param_slices
-from ps.server.sparse import TableConfig
 from ps.server.tables import TablesConfig
-from ps.spec import JobSpec
-from workers import shm
-from workers.layers import Input
 from workers.worker import WorkerConfig, train_worker
 
 LEFTOVER_TIMEOUT_S = 30
@@ -48,39 +42,6 @@ def _train_task(fresh_process: bool) -> Any:
 def actor_name(job_id: str, role: str, index: int | None = None) -> str:
     """The name of a job's actor (the supervisor's is ``ps:<job_id>:supervisor``)."""
     return f"ps:{job_id}:{role}" + ("" if index is None else f":{index}")
-
-
-@dataclass(frozen=True)
-class ModelLayout:
-    """What the actors must know of the model and the data.
-
-    Attributes:
-        n_params / n_buffers: the flat dense state's parts.
-        inputs / n_outputs: what the model takes and how many outputs it makes.
-        tables: its embedding tables.
-        eval_keys: per table, the ids evaluations read (the shards capture their rows);
-            ``whole_tables``: evaluations capture whole tables instead.
-    """
-
-    n_params: int
-    n_buffers: int
-    inputs: Input
-    n_outputs: int
-    tables: tuple[TableConfig, ...] = ()
-    eval_keys: dict[int, np.ndarray] = field(default_factory=dict)
-    whole_tables: bool = False
-
-    @classmethod
-    def of(cls, evaluator: Evaluator) -> ModelLayout:
-        flat, data = evaluator.flat, evaluator.data
-        return cls(
-            flat.n_params, flat.n_buffers, data.inputs, data.n_outputs, evaluator.tables,
-            evaluator.eval_keys(), evaluator.whole_tables,
-        )  # fmt: skip
-
-    def shard_eval_keys(self, shard: int, shards: int) -> dict[int, np.ndarray]:
-        """The evaluation ids whose rows ``shard`` keeps."""
-        return {t: k[shard_of(t, k, shards) == shard] for t, k in self.eval_keys.items()}
 
 
 @dataclass
@@ -106,25 +67,17 @@ class JobActors:
     """Creates and removes one job's actors.
 
     Args:
-        job_id / spec / plan: the job.
-        layout: the model's parts and the data's shape.
+        job_id: the job's id.
+        job: the job resolved once (spec, plan, model layout, optimizer).
         train: object refs of the training split (features, targets, ids), put once.
         supervisor: the supervisor's handle (workers report to it).
     """
 
-    def __init__(
-        self,
-        job_id: str,
-        spec: JobSpec,
-        plan: JobPlan,
-        layout: ModelLayout,
-        train: list,
-        supervisor: Any,
-    ) -> None:
+    def __init__(self, job_id: str, job: ResolvedJob, train: list, supervisor: Any) -> None:
         self.job_id = job_id
-        self.spec = spec
-        self.plan = plan
-        self.layout = layout
+        self.job = job
+        self.spec, self.plan, self.layout = job.spec, job.plan, job.layout
+        spec, layout = job.spec, job.layout
         # With embedding tables a shard may keep rows only (more shards than dense floats).
         self.param_slices = tuple(
             param_slices(layout.n_params, spec.ps.shards, allow_empty=bool(layout.tables))
@@ -183,11 +136,10 @@ class JobActors:
     def shard_config(self, index: int) -> ShardConfig:
         lo, hi = self.param_slices[index]
         spec, t = self.spec, self.spec.training
-        return ShardConfig.make(
-            index,
-            spec.optimizer,
-            spec.regularization,
-            total_steps=self.plan.total_steps,
+        return ShardConfig(
+            index=index,
+            optimizer=self.job.optimizer,
+            regularization=spec.regularization,
             offset=lo,
             size=hi - lo,
             mode=t.mode,

@@ -1,7 +1,8 @@
 """Admission: everything a job is checked against before its first actor exists, in one place.
 
-- :func:`confine_paths`, the one path rule: data files and ``init_from`` models resolve inside the
-  service's data root (no ``..`` escapes), or against the caller's directory for ``psctl run``;
+- :func:`confine_paths` and :func:`resolve_path`, the one path rule: data files and ``init_from``
+  models resolve inside the service's data root (no ``..`` escapes), or against the caller's
+  directory for ``psctl run``;
 - :func:`admit`, the cheap checks a submission gets: the data's headers (never a whole file in the
   RPC handler), the model's shapes and size from the spec (built on the ``meta`` device, nothing
   allocated), the warm-start model's shapes, the step plan;
@@ -28,7 +29,15 @@ from ps.optim import state_buffers
 from ps.optim.rows import ROW_RULES
 from ps.spec import JobSpec
 from ps.spec.model import CTR_TYPES, EmbeddingLayer
-from workers.data import DataInfo, Dataset, inspect_data, load_dataset, resolve_path, split_sizes
+from workers.data import (
+    DataInfo,
+    Dataset,
+    existing_path,
+    inspect_data,
+    load_dataset,
+    split_sizes,
+    usable_path,
+)
 from workers.models import build_model, read_export
 
 FLOAT_BYTES = 4
@@ -53,6 +62,25 @@ class Admission:
     memory_bytes: int
 
 
+def resolve_path(
+    source: str, root: Path | None, field: str = "data.source", directory: bool = False
+) -> Path:
+    """The data file (or ``directory``) a spec names; inside ``root`` when one is configured
+    (no ``..`` escapes).
+
+    Raises:
+        SpecError: the path leaves ``root``, does not exist, or is unusable.
+    """
+    with usable_path(source, field):
+        path = Path(source)
+        if root is not None:
+            root = root.resolve()
+            path = (root / path).resolve()
+            if not path.is_relative_to(root):
+                raise SpecError(field, f"{clip(source)} is outside the data root")
+    return existing_path(source, field, directory, path)
+
+
 def confine_paths(spec: JobSpec, root: Path | None, base: Path | None = None) -> JobSpec:
     """The spec with its file paths absolute: inside ``root`` (the service's data root), or,
     without a root, relative paths taken against ``base`` (``psctl run``: the current directory).
@@ -69,7 +97,7 @@ def confine_paths(spec: JobSpec, root: Path | None, base: Path | None = None) ->
         return str(resolve_path(path, root, field, directory))
 
     data, model = spec.data, spec.model
-    if data.is_file:
+    if data.is_path:
         source = resolve(data.source, "data.source", data.is_image_directory)
         data = data.model_copy(update={"source": source})
     if model.init_from:
@@ -102,7 +130,7 @@ def admit(
             "allow it by starting the service with --allow-user-code"
         )
     spec = confine_paths(spec, root, base)
-    data = inspect_data(spec.data, spec.model.loss, None)
+    data = inspect_data(spec.data, spec.model.loss)
     if spec.data.augment is not None and (len(data.inputs.shape) != 3 or data.inputs.tokens):
         raise SpecError(
             "data.augment", f"only for image data (channels, height, width); got {data.inputs}"
@@ -201,7 +229,7 @@ def table_memory(spec: JobSpec, data: DataInfo) -> int:
     table = spec.model.table
     rows = min(table.buckets, data.distinct_ids or table.buckets)
     width = 1 + (table.dim if spec.model.type != "logistic" else 0)
-    slots = 1 + len(ROW_RULES[spec.sparse_optimizer["name"]].state)
+    slots = 1 + len(ROW_RULES[spec.sparse_optimizer.name].state)
     per_row = width * FLOAT_BYTES * slots + 24  # key, index slot at load ≤ 0.5, row number
     nbytes = rows * per_row
     if nbytes > spec.ps.max_table_bytes:
@@ -256,9 +284,11 @@ def bootstrap_rows(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, 0xB007]).integers(0, n, n)
 
 
-def prepare(spec: JobSpec, member: Member | None = None) -> tuple[Dataset, torch.nn.Module]:
-    """Load the data (paths already confined) and build the seeded initial model; an ensemble
-    member's training split is its bootstrap sample.
+def prepare(
+    spec: JobSpec, member: Member | None = None
+) -> tuple[Dataset, torch.nn.Module, JobPlan]:
+    """Load the data (paths already confined), build the seeded initial model and the job's
+    step plan for the data; an ensemble member's training split is its bootstrap sample.
 
     Raises:
         SpecError: problems only the full data shows (values, labels, token ids beyond the
@@ -284,8 +314,7 @@ def prepare(spec: JobSpec, member: Member | None = None) -> tuple[Dataset, torch
             net.load_state_dict(read_export(spec.model.init_from)["state_dict"])
         except (ValueError, RuntimeError, KeyError) as exc:
             raise SpecError("model.init_from", f"cannot warm-start: {exc}") from None
-    JobPlan.make(spec, len(data.x_train))
-    return data, net
+    return data, net, JobPlan.make(spec, len(data.x_train))
 
 
 def _gib(nbytes: float) -> str:

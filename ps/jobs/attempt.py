@@ -20,11 +20,10 @@ from ps.jobs.errors import JobCancelled, ShardLost
 from ps.jobs.evaluator import Evaluator
 from ps.jobs.events import Event, Telemetry, WorkerReplaced
 from ps.jobs.failures import FailureBudget
-from ps.jobs.plan import JobPlan
+from ps.jobs.resolved import ResolvedJob
 from ps.jobs.rundir import RunDirectory
 from ps.jobs.snapshot import join_state
 from ps.jobs.telemetry import JobFigures
-from ps.spec import JobSpec
 from workers.worker import WorkerTotals
 
 TELEMETRY_EVERY_S = 1.0
@@ -45,35 +44,37 @@ def first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-class Attempt:
-    """Runs one :class:`Generation` of a job.
+@dataclass(frozen=True)
+class JobContext:
+    """What every attempt of one job works with (built once by the supervisor).
 
-    Args:
-        spec / plan: the job.
-        gen: the generation's actors (workers may be replaced in it).
-        actors: makes replacement workers.
+    Attributes:
+        job: the job resolved once (spec, plan, layout, optimizer).
+        actors: makes shards and (replacement) workers.
         evaluator / rundir / figures: where evaluations, checkpoints and figures go.
         budget: the failure policy.
         emit: sends an event (to watchers and the history).
         cancelled: whether the job was cancelled.
     """
 
-    def __init__(
-        self,
-        spec: JobSpec,
-        plan: JobPlan,
-        gen: Generation,
-        actors: JobActors,
-        evaluator: Evaluator,
-        rundir: RunDirectory,
-        figures: JobFigures,
-        budget: FailureBudget,
-        emit: Callable[[Event], Awaitable[None]],
-        cancelled: Callable[[], bool],
-    ) -> None:
-        self.spec, self.plan, self.gen, self.actors = spec, plan, gen, actors
-        self.evaluator, self.rundir, self.figures, self.budget = evaluator, rundir, figures, budget
-        self.emit, self.cancelled = emit, cancelled
+    job: ResolvedJob
+    actors: JobActors
+    evaluator: Evaluator
+    rundir: RunDirectory
+    figures: JobFigures
+    budget: FailureBudget
+    emit: Callable[[Event], Awaitable[None]]
+    cancelled: Callable[[], bool]
+
+
+class Attempt:
+    """Runs one :class:`Generation` of a job (``gen``: its actors; workers may be replaced in
+    it), with the job's :class:`JobContext`."""
+
+    def __init__(self, ctx: JobContext, gen: Generation) -> None:
+        self.spec, self.plan, self.gen, self.actors = ctx.job.spec, ctx.job.plan, gen, ctx.actors
+        self.evaluator, self.rundir, self.figures = ctx.evaluator, ctx.rundir, ctx.figures
+        self.budget, self.emit, self.cancelled = ctx.budget, ctx.emit, ctx.cancelled
 
     async def run(self) -> AttemptOutcome:
         """Train to the end of this attempt.

@@ -34,10 +34,10 @@ from ps.jobs.events import (
     Telemetry,
     WorkerReplaced,
 )
+from ps.jobs.handle import Outcome, SupervisorHandle
 from ps.jobs.plan import JobPlan
 from ps.jobs.state import JobState
 from ps.jobs.supervisor import JobSupervisor
-from ps.jobs.usercode import runtime_env
 from ps.spec import JobSpec
 from workers.data import load_dataset
 from workers.ensemble import EnsembleNet
@@ -61,37 +61,47 @@ class EnsembleSupervisor(JobSupervisor):
 
     def __init__(self, job_id: str, spec: JobSpec, run_dir: str, resume: bool = False) -> None:
         super().__init__(job_id, spec, run_dir, resume)
-        self.children: list = []
+        self.children: list[SupervisorHandle] = []
+        self._progress: dict[int, Progress] = {}
+        self.total_steps = 0
 
     async def cancel(self) -> None:
         self.cancelled = True
-        await asyncio.gather(*[c.cancel.remote() for c in self.children], return_exceptions=True)
-
-    def _child(self, index: int):
-        spec = self.spec
-        name = actor_name(member_id(self.job_id, index), "supervisor")
-        with contextlib.suppress(ValueError):  # an earlier incarnation's member
-            ray.kill(ray.get_actor(name), no_restart=True)
-        return (
-            ray.remote(JobSupervisor)
-            .options(name=name, num_cpus=0, max_concurrency=1000, runtime_env=runtime_env(spec))
-            .remote(
-                member_id(self.job_id, index),
-                spec.member(index),
-                str(self.rundir.path / "members" / str(index)),
-                self.resume,
-                Member(index, spec.seed, spec.ensemble.bootstrap),
-            )
+        await asyncio.gather(
+            *[c.actor.cancel.remote() for c in self.children], return_exceptions=True
         )
 
-    async def _forward(self, index: int, child) -> None:
-        """Relay a member's history into the job's, labelled with its number."""
-        cursor, done = 0, False
-        while not done:
-            events, cursor, done = await child.poll.remote(cursor, 1.0)
-            for event in events:
-                if isinstance(event, FORWARDED):
-                    await self.emit(dataclasses.replace(event, member=index))
+    def _child(self, index: int) -> SupervisorHandle:
+        spec, job_id = self.spec, member_id(self.job_id, index)
+        with contextlib.suppress(ValueError):  # an earlier incarnation's member
+            ray.kill(ray.get_actor(actor_name(job_id, "supervisor")), no_restart=True)
+        return SupervisorHandle.start(
+            job_id,
+            spec.member(index),
+            str(self.rundir.path / "members" / str(index)),
+            resume=self.resume,
+            member=Member(index, spec.seed, spec.ensemble.bootstrap),
+        )
+
+    async def _member(self, index: int, child: SupervisorHandle) -> JobResult:
+        """Relay a member's history into the job's (labelled with its number, with the job's
+        own progress summed over the members) until it ends; its result.
+
+        Raises:
+            JobCancelled / RuntimeError: it was cancelled or failed.
+        """
+        async for event in child.stream():
+            if isinstance(event, FORWARDED):
+                await self.emit(dataclasses.replace(event, member=index))
+            if isinstance(event, Progress):
+                self._progress[index] = event
+                await self.emit(_total_progress(self._progress, self.total_steps))
+        outcome: Outcome = await child.actor.outcome.remote()
+        if outcome.kind == "succeeded":
+            return outcome.result
+        if outcome.kind == "cancelled":
+            raise JobCancelled("the job was cancelled")
+        raise RuntimeError(outcome.reason)
 
     async def _run(self) -> JobResult:
         spec = self.spec
@@ -104,24 +114,22 @@ class EnsembleSupervisor(JobSupervisor):
         data = await asyncio.to_thread(load_dataset, spec.data, spec.model.loss, spec.seed, None)
         plan = JobPlan.make(spec, len(data.x_train))
         members = spec.ensemble.members
+        self.total_steps = plan.total_steps * members
         started = time.monotonic()
         self.children = [self._child(i) for i in range(members)]
-        runs = [asyncio.ensure_future(c.run.remote()) for c in self.children]
-        relays = [asyncio.ensure_future(self._forward(i, c)) for i, c in enumerate(self.children)]
+        runs = [asyncio.ensure_future(self._member(i, c)) for i, c in enumerate(self.children)]
         await self.emit(
             StateChanged(
                 state=JobState.RUNNING,
-                total_steps=plan.total_steps * members,
+                total_steps=self.total_steps,
                 steps_per_epoch=plan.steps_per_epoch,
             )
         )
         try:
             results = await self._wait(runs)
         finally:
-            await asyncio.gather(*relays, return_exceptions=True)
             for child in self.children:
-                with contextlib.suppress(Exception):
-                    ray.kill(child, no_restart=True)
+                child.kill()
         result = await self._finish(data, results, time.monotonic() - started)
         await self.emit(Finished(result=result))
         return result
@@ -137,7 +145,6 @@ class EnsembleSupervisor(JobSupervisor):
             await asyncio.gather(*pending, return_exceptions=True)
             index = runs.index(failed[0])
             cause = failed[0].exception()
-            cause = getattr(cause, "cause", None) or cause
             if cancelled or isinstance(cause, JobCancelled):
                 raise JobCancelled("the job was cancelled")
             raise RuntimeError(f"ensemble member {index} failed: {cause}")
@@ -167,6 +174,21 @@ class EnsembleSupervisor(JobSupervisor):
         return model, metrics
 
 
+def _total_progress(latest: dict[int, Progress], total_steps: int) -> Progress:
+    """The ensemble's own progress: its members' latest steps and samples summed, out of the
+    job's total (every member's steps)."""
+    members = list(latest.values())
+    losses = [p.train_loss for p in members if p.train_loss is not None]
+    return Progress(
+        step=sum(p.step for p in members),
+        total_steps=total_steps,
+        epoch=sum(p.epoch for p in members) / len(members),
+        train_loss=sum(losses) / len(losses) if losses else None,
+        samples=sum(p.samples for p in members),
+        samples_per_s=sum(p.samples_per_s for p in members),
+    )
+
+
 def combine_results(
     job_id: str,
     spec: JobSpec,
@@ -177,9 +199,10 @@ def combine_results(
 ) -> JobResult:
     """The ensemble's result: its metrics, the members' totals, and each member's result."""
     reasons = {r.stop_reason for r in results}
-    stop_reason = reasons.pop() if len(reasons) == 1 else "; ".join(
-        f"member {i}: {r.stop_reason}" for i, r in enumerate(results)
-    )  # fmt: skip
+    if len(reasons) == 1:
+        stop_reason = reasons.pop()
+    else:
+        stop_reason = "; ".join(f"member {i}: {r.stop_reason}" for i, r in enumerate(results))
     samples = sum(r.samples for r in results)
     final = {k: v for k, v in metrics.items() if k.startswith(("train_", "val_"))}
     return dataclasses.replace(
@@ -209,7 +232,8 @@ def combine_results(
     )
 
 
-_METRICS = (
-    "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
-    "train_auc", "val_auc", "test_auc",
-)  # fmt: skip
+_METRICS = tuple(
+    f"{split}_{metric}"
+    for metric in ("loss", "accuracy", "auc")
+    for split in ("train", "val", "test")
+)

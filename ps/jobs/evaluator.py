@@ -8,6 +8,7 @@ exported, they capture whole tables.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,13 +16,14 @@ import torch
 from torch import nn
 
 from ps.jobs.events import Evaluation
+from ps.jobs.hooks import pause_at
 from ps.jobs.plan import JobPlan
 from ps.jobs.snapshot import ModelState
 from ps.spec import EarlyStopping, JobSpec
 from workers.data import Dataset
 from workers.evaluation import evaluate, model_loss
 from workers.flat import FlatModel
-from workers.models import Normalizer, TrainedModel, TrainedTableModel
+from workers.models import Normalizer, TrainedModel, TrainedTableModel, save_model
 from workers.sparse import load_tables, row_requests, tables_of
 
 TRAIN_EVAL_ROWS = 20_000  # the training-loss curve is measured on at most this many rows
@@ -38,6 +40,7 @@ class Evaluator:
 
     def __init__(self, spec: JobSpec, plan: JobPlan, data: Dataset, net: nn.Module) -> None:
         self.loss = spec.model.loss
+        self.model_spec = spec.model
         self.loss_fn = model_loss(spec.model)
         self.early_stopping: EarlyStopping | None = spec.training.early_stopping
         self.plan = plan
@@ -54,7 +57,7 @@ class Evaluator:
         """Whether evaluation snapshots must hold whole tables (see the module docstring)."""
         es = self.early_stopping
         restore = es is not None and es.restore_best
-        return bool(self.tables) and (restore or not hasattr(self.net, "row_keys"))
+        return bool(self.tables) and (restore or not hasattr(self.net, "row_ids"))
 
     def eval_keys(self) -> dict[int, np.ndarray]:
         """Per table, the ids evaluation reads (the built-in models say which)."""
@@ -164,12 +167,20 @@ class Evaluator:
         shift = None if d.shift is None else torch.from_numpy(d.shift)
         scale = None if d.scale is None else torch.from_numpy(d.scale)
         normalizer = Normalizer(shift, scale)
+        model = TrainedModel(self.net, normalizer, self.loss, d.classes, d.inputs)
         if d.fields:
-            return TrainedTableModel(
-                self.net, normalizer, self.loss, d.classes, d.inputs, d.fields, d.numeric,
-                d.buckets,
-            )  # fmt: skip
-        return TrainedModel(self.net, normalizer, self.loss, d.classes, d.inputs)
+            return TrainedTableModel.of(model, d.fields, d.numeric, d.buckets)
+        return model
+
+    def finish(self, state: ModelState, version: int, path: Path, n_outputs: int):
+        """The end of training: (the exported step, the final metrics, the trained model), the
+        model saved to ``path``. Slow on a large test split: callers run it off their loop."""
+        pause_at("final-model")
+        exported, exported_step = self.exported(state, version)
+        final = self.final_metrics(exported)
+        model = self.trained_model()
+        save_model(path, self.model_spec, model, n_outputs)
+        return exported_step, final, model
 
     def final_metrics(self, state: ModelState) -> dict[str, float | None]:
         """train/val/test loss and accuracy (and AUC) of ``state`` (left loaded in the

@@ -167,7 +167,6 @@ class JobResult:
     shards: list[dict[str, Any]] = field(default_factory=list)
     curves_error: str | None = None
     export_error: str | None = None
-    state: str = "SUCCEEDED"
     train_auc: float | None = None
     val_auc: float | None = None
     test_auc: float | None = None
@@ -188,9 +187,10 @@ class JobResult:
 
 @dataclass(frozen=True, kw_only=True)
 class Finished(Event):
-    """The job succeeded with ``result`` (the supervisor's last event)."""
+    """The job succeeded with ``result`` (the supervisor's last event of a job that
+    succeeded; :class:`JobEnded` is the manager's, for any end)."""
 
-    kind: ClassVar[str] = "result"
+    kind: ClassVar[str] = "succeeded"
     result: JobResult
 
 
@@ -199,7 +199,7 @@ class JobEnded(Event):
     """The job reached a terminal state; ``job`` is its final record (the manager's last
     event to watchers)."""
 
-    kind: ClassVar[str] = "finished"
+    kind: ClassVar[str] = "ended"
     job: Any  # a ps.jobs.store.JobRecord (not imported: the store imports this module)
 
 

@@ -18,7 +18,7 @@ from ps.jobs.events import JobResult
 from ps.jobs.failures import FailureBudget
 from ps.jobs.plan import JobPlan
 from ps.jobs.telemetry import merge_rejected, staleness_counts
-from ps.server.shard import ShardStats
+from ps.server.config import ShardStats
 from ps.spec import JobSpec
 
 SHORT_REASONS = ("early_stopping", "rejected_gradients")

@@ -16,12 +16,10 @@ from typing import Any
 import ray
 
 from ps.errors import PSError
-from ps.jobs import usercode
-from ps.jobs.actors import actor_name
 from ps.jobs.admission import admit, check_fits
-from ps.jobs.ensemble import supervisor_class
 from ps.jobs.errors import ResourceError  # noqa: F401 - re-exported for callers of run_job
 from ps.jobs.events import Event, JobResult
+from ps.jobs.handle import SupervisorHandle, SupervisorLost
 from ps.spec import JobSpec
 
 
@@ -77,35 +75,18 @@ def run_job(
     admission = admit(spec, None, Path.cwd())
     check_fits(admission, ray.cluster_resources())
     job_id = job_id or f"run-{uuid.uuid4().hex[:8]}"
-    supervisor = (
-        ray.remote(supervisor_class(admission.spec))
-        .options(
-            name=actor_name(job_id, "supervisor"),
-            num_cpus=0,
-            max_concurrency=1000,
-            runtime_env=usercode.runtime_env(admission.spec),
-        )
-        .remote(job_id, admission.spec, str(output.resolve()))
-    )
-    done_ref = supervisor.run.remote()
-    cursor = 0
+    handle = SupervisorHandle.start(job_id, admission.spec, str(output.resolve()))
     try:
-        while True:
-            events, cursor, done = ray.get(supervisor.poll.remote(cursor, 0.5))
-            for event in events:
-                if on_event:
-                    on_event(event)
-            if done:
-                break
-        try:
-            return ray.get(done_ref)
-        except ray.exceptions.RayTaskError as exc:
-            cause = exc.cause if isinstance(exc.cause, Exception) else exc
-            if isinstance(cause, PSError):
-                raise cause from None
-            raise JobFailed(f"job {job_id} failed: {cause}") from None
-        except ray.exceptions.RayActorError as exc:
-            raise JobFailed(f"job {job_id} failed: its supervisor died ({exc})") from None
+        for event in handle.events():
+            if on_event:
+                on_event(event)
+        outcome = handle.outcome()
+    except SupervisorLost as exc:
+        raise JobFailed(f"job {job_id} failed: its supervisor died ({exc})") from None
     finally:
-        with contextlib.suppress(Exception):
-            ray.kill(supervisor)
+        handle.kill()
+    if outcome.kind == "succeeded":
+        return outcome.result
+    if outcome.error is not None:
+        raise outcome.error
+    raise JobFailed(f"job {job_id} failed: {outcome.reason}")

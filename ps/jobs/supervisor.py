@@ -14,25 +14,24 @@ import dataclasses
 import time
 from pathlib import Path
 
-import numpy as np
 import ray
 import torch
 
-from ps.jobs.actors import Generation, JobActors, ModelLayout
+from ps.jobs.actors import Generation, JobActors
 from ps.jobs.admission import Member, prepare
-from ps.jobs.attempt import Attempt, AttemptOutcome
+from ps.jobs.attempt import Attempt, AttemptOutcome, JobContext
 from ps.jobs.errors import JobCancelled, ShardLost
 from ps.jobs.evaluator import Evaluator
 from ps.jobs.events import Event, Finished, JobResult, Restored, StateChanged, Telemetry
 from ps.jobs.failures import FailureBudget
-from ps.jobs.plan import JobPlan
+from ps.jobs.handle import Outcome
+from ps.jobs.resolved import ResolvedJob
 from ps.jobs.results import make_result
 from ps.jobs.rundir import RunDirectory, checkpoint_step, preload_finishing
 from ps.jobs.snapshot import join_state
 from ps.jobs.state import JobState
 from ps.jobs.telemetry import JobFigures
 from ps.spec import JobSpec
-from workers.models import save_model
 from workers.worker import WorkerReport
 
 
@@ -61,7 +60,7 @@ class JobSupervisor:
         self.events: list[Event] = []
         self._changed: asyncio.Condition | None = None
         self.done = self.cancelled = False
-        self._outcome: dict | None = None
+        self._outcome: Outcome | None = None
         self.budget = FailureBudget(spec.training.max_failures)
         self.figures: JobFigures | None = None
         self.gen: Generation | None = None
@@ -90,8 +89,8 @@ class JobSupervisor:
                 )
         return self.events[cursor:], len(self.events), self.done
 
-    def outcome(self) -> dict | None:
-        """How the job ended (``result``, or ``error`` and ``cancelled``); None while running."""
+    def outcome(self) -> Outcome | None:
+        """How the job ended; None while it runs."""
         return self._outcome
 
     async def report(self, report: WorkerReport) -> None:
@@ -106,24 +105,21 @@ class JobSupervisor:
             await JobActors.stop_shards(self.gen)
 
     def _may_leave_buffers(self) -> bool:
-        """Whether a worker may have died holding shared-memory buffers (workers that finish
-        remove their own)."""
-        clean = self._outcome is not None and "result" in self._outcome
+        """Whether a killed worker may have left shared memory (finished ones remove theirs)."""
+        clean = self._outcome is not None and self._outcome.kind == "succeeded"
         return not clean or self.budget.worker_restarts > 0 or self.budget.restores > 0
 
     # -- the job -----------------------------------------------------------------------------
-    async def run(self) -> JobResult:
-        """Train to the end; returns the result (also written to result.json)."""
+    async def run(self) -> Outcome:
+        """Train to the end; returns how it ended (the result is also in result.json). It never
+        raises: a failure is an outcome, read by whoever follows the job
+        (:class:`ps.jobs.handle.SupervisorHandle`)."""
         try:
-            result = await self._run()
-            self._outcome = {"result": result}
-            return result
+            self._outcome = Outcome.succeeded(await self._run())
         except JobCancelled:
-            self._outcome = {"cancelled": True, "error": "cancelled"}
-            raise
-        except Exception as exc:
-            self._outcome = {"error": f"{type(exc).__name__}: {exc}"}
-            raise
+            self._outcome = Outcome.cancelled()
+        except Exception as exc:  # noqa: BLE001 - every failure is the job's outcome
+            self._outcome = Outcome.failed(exc)
         finally:
             await JobActors.close(self.gen)
             if self.actors is not None and self._may_leave_buffers():
@@ -133,6 +129,7 @@ class JobSupervisor:
             self.done = True
             async with self._cond():
                 self._cond().notify_all()
+        return self._outcome
 
     async def _run(self) -> JobResult:
         spec = self.spec
@@ -140,37 +137,38 @@ class JobSupervisor:
         await self.emit(StateChanged(state=JobState.STARTING))
         if self.rundir.finish_here:
             preload_finishing()
-        data, net = await asyncio.to_thread(prepare, spec, self.member)
-        plan = JobPlan.make(spec, len(data.x_train))
+        data, net, plan = await asyncio.to_thread(prepare, spec, self.member)
         evaluator = Evaluator(spec, plan, data, net)
-        initial = evaluator.flat.state.numpy().copy()
+        job = ResolvedJob.of(spec, plan, evaluator)
         train = [data.x_train, data.y_train] + ([] if data.ids_train is None else [data.ids_train])
-        self.actors = JobActors(
-            self.job_id,
-            spec,
-            plan,
-            ModelLayout.of(evaluator),
-            [ray.put(part) for part in train],
-            ray.get_runtime_context().current_actor,
-        )
+        train = [ray.put(part) for part in train]
+        self.actors = JobActors(self.job_id, job, train, ray.get_runtime_context().current_actor)
         if self.resume:  # an earlier incarnation of this job may have left actors and buffers
             await self.actors.kill_leftovers()
+        t = spec.training
         self.figures = JobFigures(
-            spec.training.mode == "sync",
-            plan.steps_per_epoch,
-            plan.total_steps,
-            spec.training.workers,
+            t.mode == "sync", plan.steps_per_epoch, plan.total_steps, t.workers
         )
-        outcome = await self._train(plan, evaluator, initial, checkpoint)
+        ctx = JobContext(
+            job,
+            self.actors,
+            evaluator,
+            self.rundir,
+            self.figures,
+            self.budget,
+            self.emit,
+            lambda: self.cancelled,
+        )
+        outcome = await self._train(ctx, checkpoint)
         if outcome.stop_reason == "cancelled" or self.cancelled:
             raise JobCancelled("the job was cancelled")
         return await self._finish(plan, evaluator, data, outcome)
 
-    async def _train(
-        self, plan: JobPlan, evaluator: Evaluator, initial: np.ndarray, checkpoint: Path | None
-    ) -> AttemptOutcome:
+    async def _train(self, ctx: JobContext, checkpoint: Path | None) -> AttemptOutcome:
         """Train generation after generation until one ends: a lost shard restores every actor
         from the last checkpoint (within the failure budget)."""
+        plan, evaluator = ctx.job.plan, ctx.evaluator
+        initial = evaluator.flat.state.numpy().copy()
         while True:
             saved = None
             if checkpoint is not None:
@@ -191,15 +189,11 @@ class JobSupervisor:
                     total_steps=plan.total_steps,
                     start_step=gen.start_step,
                     steps_per_epoch=plan.steps_per_epoch,
-                    n_params=initial.size,
+                    n_params=ctx.job.layout.n_params,
                 )
             )
-            attempt = Attempt(
-                self.spec, plan, gen, self.actors, evaluator, self.rundir, self.figures,
-                self.budget, self.emit, lambda: self.cancelled,
-            )  # fmt: skip
             try:
-                return await attempt.run()
+                return await Attempt(ctx, gen).run()
             except ShardLost as exc:
                 self.budget.shard_lost(str(exc))
                 self.figures.restores = self.budget.restores
@@ -216,13 +210,14 @@ class JobSupervisor:
         stats = await asyncio.gather(*[s.stats.remote() for s in shards])
         state = join_state(finals)
         version = min(f["version"] for f in finals)
+        # Evaluation and saving run off the event loop: polls and cancels stay answered.
         if evaluator.last is None or evaluator.last.step != version:
             elapsed = time.monotonic() - self.figures.started
-            await self.emit(evaluator.evaluate(version, state, stats[0].lr, elapsed))
-        exported, exported_step = evaluator.exported(state, version)
-        final = evaluator.final_metrics(exported)
-        model = evaluator.trained_model()
-        save_model(self.rundir.path / "model.pt", self.spec.model, model, data.n_outputs)
+            ev = await asyncio.to_thread(evaluator.evaluate, version, state, stats[0].lr, elapsed)
+            await self.emit(ev)
+        exported_step, final, model = await asyncio.to_thread(
+            evaluator.finish, state, version, self.rundir.path / "model.pt", data.n_outputs
+        )
         export_error = await self.rundir.export_program(model)
         result = make_result(
             self.job_id,

@@ -13,8 +13,8 @@ import time
 import numpy as np
 
 from ps.jobs.events import Figures, Progress
-from ps.metrics import LATENCY_BUCKETS, STALENESS_BUCKETS, Buckets
-from ps.server.shard import ShardStats
+from ps.protocol.buckets import LATENCY_BUCKETS, STALENESS_BUCKETS, Buckets
+from ps.server.config import ShardStats
 from workers.worker import WorkerReport, WorkerTotals
 
 PROGRESS_EVERY_S = 0.25

@@ -18,6 +18,7 @@ from torch import Tensor
 from ps.errors import SpecError, clip
 from ps.optim.adam import Adam, Adamax, AdamW
 from ps.optim.adaptive import Adadelta, Adagrad, RMSprop
+from ps.optim.config import OptimizerConfig, RegularizationConfig
 from ps.optim.hyper import Hyper, check, non_negative, positive, resolve
 from ps.optim.regularize import clip_grad_norm_, l1_proximal_, l1_subgradient_
 from ps.optim.rule import Rule
@@ -32,16 +33,22 @@ _REGULARIZATION = (Hyper("l2", 0.0, non_negative), Hyper("l1", 0.0, non_negative
 
 
 def resolve_optimizer(
-    cfg: Mapping[str, Any], total_steps: int | None = None, defer_t_max: bool = False
-) -> dict[str, Any]:
-    """Check the ``optimizer:`` section and return it with every default filled in.
+    cfg: Mapping[str, Any] | OptimizerConfig,
+    total_steps: int | None = None,
+    defer_t_max: bool = False,
+) -> OptimizerConfig:
+    """Check the ``optimizer:`` section and return it typed, with every default filled in.
 
-    ``defer_t_max`` leaves a schedule's missing ``t_max`` as ``None`` for :func:`build` to fill
-    from the job's total steps (used when a spec is validated before its data is loaded).
+    ``defer_t_max`` leaves a schedule's missing ``t_max`` as ``None``, for
+    :meth:`OptimizerConfig.for_steps` to fill from the job's total steps once the data is
+    loaded (a spec is validated before that). An already resolved section is returned as it is
+    (its ``t_max`` filled from ``total_steps`` if given).
 
     Raises:
         SpecError: naming the key path, the value and the allowed range or choices.
     """
+    if isinstance(cfg, OptimizerConfig):
+        return cfg.for_steps(total_steps) if total_steps else cfg
     cfg = dict(cfg)
     name = cfg.pop("name", None)
     if not isinstance(name, str) or name not in RULES:
@@ -64,18 +71,24 @@ def resolve_optimizer(
         )
     hp = resolve("optimizer", rule.hypers, cfg, name)
     rule(hp)  # cross-field checks (e.g. Nesterov needs momentum) live in the rule's constructor
-    return {"name": name, "lr": lr, **hp, "schedule": schedule, "clip_grad_norm": clip_norm}
+    return OptimizerConfig(name, lr, hp, schedule, clip_norm)
 
 
-def resolve_regularization(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Check the ``regularization:`` section and return it with defaults filled in."""
+def resolve_regularization(
+    cfg: Mapping[str, Any] | RegularizationConfig | None,
+) -> RegularizationConfig:
+    """Check the ``regularization:`` section and return it typed, with defaults filled in."""
+    if isinstance(cfg, RegularizationConfig):
+        return cfg
     cfg = dict(cfg or {})
     mode = cfg.pop("l1_mode", "subgradient")
     if mode not in L1_MODES:
         raise SpecError(
             "regularization.l1_mode", f"unknown mode {clip(mode)} (choose from {L1_MODES})"
         )
-    return {**resolve("regularization", _REGULARIZATION, cfg, "regularization"), "l1_mode": mode}
+    return RegularizationConfig(
+        **resolve("regularization", _REGULARIZATION, cfg, "regularization"), l1_mode=mode
+    )
 
 
 @dataclass
@@ -97,15 +110,14 @@ class Optimizer:
     Use :func:`build` to make one.
     """
 
-    def __init__(self, optimizer: dict[str, Any], regularization: dict[str, Any]) -> None:
+    def __init__(self, optimizer: OptimizerConfig, regularization: RegularizationConfig) -> None:
         self.config = optimizer
         self.regularization = regularization
-        rule_cls = RULES[optimizer["name"]]
-        self.rule = rule_cls({h.name: optimizer[h.name] for h in rule_cls.hypers})
-        self.lr_at = make_schedule(optimizer["lr"], optimizer["schedule"])
-        self._l1, self._l2 = regularization["l1"], regularization["l2"]
-        self._proximal = regularization["l1_mode"] == "proximal"
-        self._clip = optimizer["clip_grad_norm"]
+        self.rule = RULES[optimizer.name](optimizer.hypers)
+        self.lr_at = make_schedule(optimizer.lr, optimizer.schedule)
+        self._l1, self._l2 = regularization.l1, regularization.l2
+        self._proximal = regularization.l1_mode == "proximal"
+        self._clip = optimizer.clip_grad_norm
 
     def init(self, params: Tensor) -> OptimizerState:
         """Allocate the state for ``params``, a 1-D float32 tensor."""
@@ -173,11 +185,10 @@ class Optimizer:
         return OptimizerState(int(saved["step"]), tensors, torch.empty(numel))
 
 
-def state_buffers(optimizer: Mapping[str, Any]) -> int:
-    """How many flat buffers the size of the parameters a resolved ``optimizer:`` section's rule
-    keeps (for memory budgets)."""
-    rule_cls = RULES[optimizer["name"]]
-    return len(rule_cls({h.name: optimizer[h.name] for h in rule_cls.hypers}).init(torch.empty(0)))
+def state_buffers(optimizer: OptimizerConfig) -> int:
+    """How many flat buffers the size of the parameters the optimizer's rule keeps (for memory
+    budgets)."""
+    return len(RULES[optimizer.name](optimizer.hypers).init(torch.empty(0)))
 
 
 def _check_flat(t: Tensor, what: str) -> None:
@@ -188,8 +199,8 @@ def _check_flat(t: Tensor, what: str) -> None:
 
 
 def build(
-    optimizer: Mapping[str, Any],
-    regularization: Mapping[str, Any] | None = None,
+    optimizer: Mapping[str, Any] | OptimizerConfig,
+    regularization: Mapping[str, Any] | RegularizationConfig | None = None,
     total_steps: int | None = None,
 ) -> Optimizer:
     """Build the optimizer a job spec describes.

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ps.errors import SpecError, clip
+from ps.optim.config import SparseOptimizerConfig
 from ps.optim.hyper import Hyper, betas, check, non_negative, positive, resolve
 
 
@@ -34,9 +35,9 @@ class RowRule:
     hypers: ClassVar[tuple[Hyper, ...]] = ()
     state: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        self.lr = float(config["lr"])
-        self.hp = {h.name: config[h.name] for h in self.hypers}
+    def __init__(self, config: SparseOptimizerConfig) -> None:
+        self.lr = float(config.lr)
+        self.hp = {h.name: config.hypers[h.name] for h in self.hypers}
 
     def initial(self, name: str) -> float:
         return 0.0
@@ -146,13 +147,17 @@ ROW_RULES: dict[str, type[RowRule]] = {r.name: r for r in (RowSGD, RowAdagrad, R
 DEFAULT_SPARSE_OPTIMIZER = {"name": "adagrad", "lr": 0.05}
 
 
-def resolve_sparse_optimizer(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Check the ``sparse_optimizer:`` section and fill its defaults.
+def resolve_sparse_optimizer(
+    cfg: Mapping[str, Any] | SparseOptimizerConfig | None,
+) -> SparseOptimizerConfig:
+    """Check the ``sparse_optimizer:`` section and return it typed, defaults filled in.
 
     Raises:
         SpecError: an unknown rule, a dense rule without a lazy per-row form, an unknown or bad
             hyperparameter, naming the key path.
     """
+    if isinstance(cfg, SparseOptimizerConfig):
+        return cfg
     cfg = dict(cfg or DEFAULT_SPARSE_OPTIMIZER)
     name = cfg.pop("name", DEFAULT_SPARSE_OPTIMIZER["name"])
     if not isinstance(name, str) or name not in ROW_RULES:
@@ -167,10 +172,10 @@ def resolve_sparse_optimizer(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
     rule = ROW_RULES[name]
     lr = check("sparse_optimizer.lr", Hyper("lr", None, positive), cfg.pop("lr", rule.lr_default))
     hp = resolve("sparse_optimizer", rule.hypers, cfg, name)
-    return {"name": name, "lr": lr, **hp}
+    return SparseOptimizerConfig(name, lr, hp)
 
 
-def build_row_rule(config: Mapping[str, Any]) -> RowRule:
-    """The rule of a ``sparse_optimizer`` section (defaults filled in here if missing)."""
+def build_row_rule(config: Mapping[str, Any] | SparseOptimizerConfig) -> RowRule:
+    """The rule of a ``sparse_optimizer`` section (resolved here if it is not yet)."""
     config = resolve_sparse_optimizer(config)
-    return ROW_RULES[config["name"]](config)
+    return ROW_RULES[config.name](config)

@@ -12,8 +12,11 @@ import numpy as np
 import ray
 import torch
 
+from ps.protocol.messages import PullReply, PullRequest, Push, RowsPush, Status
 from ps.server.channels import ChannelAddress, ChannelServer
-from ps.server.shard import Push, ShardConfig, ShardCore, ShardStats
+from ps.server.config import ShardConfig, ShardStats
+from ps.server.shard import ShardCore
+from ps.server.shared import SharedBuffers
 
 
 class ParameterShard:
@@ -46,6 +49,7 @@ class ParameterShard:
         if restore is not None:
             self.core.load_state_dict(restore)
         self.lock = threading.Lock()
+        self.shared = SharedBuffers(config)
         self._changed: asyncio.Condition | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.server = None
@@ -54,6 +58,7 @@ class ParameterShard:
             self.server = ChannelServer(
                 self.core,
                 self.lock,
+                self.shared,
                 config.token,
                 context.get_node_id(),
                 ray.util.get_node_ip_address(),
@@ -92,14 +97,14 @@ class ParameterShard:
         return self.server.address if self.server else None
 
     # -- the Ray-call transport -------------------------------------------------------------
-    async def pull(
-        self, worker: int, clock: int, shm_params: str | None = None, rows: list | None = None
-    ) -> dict[str, Any]:
+    async def pull(self, request: PullRequest, shm_state: str | None = None) -> PullReply:
+        """The parameters (and rows) for ``request.clock`` once the gate allows; with
+        ``shm_state`` they are written into that worker buffer instead of the reply."""
         cond = self._cond()
         async with cond:
-            await cond.wait_for(lambda: self._locked(lambda: self.core.may_pull(clock)))
+            await cond.wait_for(lambda: self._locked(lambda: self.core.may_pull(request.clock)))
         with self.lock:
-            return self.core.read(clock, shm_params, rows)
+            return self.shared.deliver(self.core.read(request.clock, request.rows), shm_state)
 
     async def push(
         self,
@@ -107,10 +112,13 @@ class ParameterShard:
         grad: Any = None,
         shm_grads: str | None = None,
         buffers: np.ndarray | None = None,
-        rows: list | None = None,
-    ) -> str:
+        rows: list[RowsPush] | tuple = (),
+    ) -> Status:
+        """Offer a gradient (``grad``, or read from worker buffer ``shm_grads``)."""
         with self.lock:
-            status = self.core.push(push, grad, shm_grads, buffers, rows)
+            if shm_grads is not None:
+                grad, buffers = self.shared.slices(shm_grads)
+            status = self.core.push(push, grad, buffers, rows)
         await self._notify()
         self._changed_here()
         return status
@@ -169,6 +177,3 @@ class ParameterShard:
 
     def ping(self) -> int:
         return self.core.index
-
-    def pid(self) -> int:
-        return os.getpid()

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ps.server import wire
-from ps.server.shard import Push, ShardCore
+from ps.protocol import wire
+from ps.protocol.messages import STATUSES, Push, RowsPush
+from ps.server.shard import ShardCore
+from ps.server.shared import SharedBuffers
 
 log = logging.getLogger(__name__)
 ACCEPT_TIMEOUT_S = 10.0
@@ -54,6 +56,7 @@ class ChannelServer:
     Args:
         core: the shard's logic.
         lock: held around every use of ``core`` (the shard's Ray methods hold it too).
+        shared: the workers' shared buffers on this node, mapped.
         token: the job's secret a worker must present.
         node_id / host: this node's Ray id and address (TCP binds ``host``, port 0).
         changed: called (from this thread) after every push, for snapshot waiters.
@@ -63,12 +66,14 @@ class ChannelServer:
         self,
         core: ShardCore,
         lock: threading.Lock,
+        shared: SharedBuffers,
         token: bytes,
         node_id: str,
         host: str,
         changed: Callable[[], None],
     ) -> None:
-        self.core, self.lock, self.token, self.changed = core, lock, token, changed
+        self.core, self.lock, self.shared = core, lock, shared
+        self.token, self.changed = token, changed
         self.selector = selectors.DefaultSelector()
         name = f"\0ps-channel-{os.getpid()}-{secrets.token_hex(8)}"
         self.unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -82,7 +87,8 @@ class ChannelServer:
         self._wake_r, self._wake_w = socket.socketpair()
         self.selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self.parked: list[tuple[_Connection, int, list]] = []  # (conn, clock, row requests)
-        self.connections: dict[str, int] = {"shm": 0, "stream": 0}
+        # connections by link kind, named as the workers name theirs (ps.metrics.LINK_KINDS)
+        self.connections: dict[str, int] = {"shm": 0, "unix": 0, "tcp": 0}
         self._closing = False
         self._push_scratch: dict[tuple, tuple] = {}
         self._buffers = np.empty(core.config.buffers, np.float32)
@@ -130,7 +136,8 @@ class ChannelServer:
             sock.close()
             return
         conn = _Connection(sock, hello.worker, hello.shm_state, hello.shm_grads)
-        self.connections["shm" if hello.shm_state else "stream"] += 1
+        tcp = sock.family == socket.AF_INET
+        self.connections["shm" if hello.shm_state else ("tcp" if tcp else "unix")] += 1
         self.selector.register(sock, selectors.EVENT_READ, conn)
 
     def _drop(self, conn: _Connection) -> None:
@@ -152,13 +159,16 @@ class ChannelServer:
                 keys = wire.recv_keys(conn.sock, n)
                 grads = np.empty((n, self._width(table)), np.float32)
                 wire.recv_arrays(conn.sock, [grads])
-                conn.rows.append((table, keys, grads))
+                conn.rows.append(RowsPush(table, keys, grads))
             elif kind == wire.ROWS_PULL:
                 self._rows_pull(conn)
             else:
                 raise wire.ChannelClosed(f"unknown message type {kind}")
         except (OSError, wire.ChannelClosed, ValueError, RuntimeError):
             self._drop(conn)  # the worker died or broke the protocol; its replacement reconnects
+        except Exception:  # noqa: BLE001 - a bug must not stop the thread serving every worker
+            log.exception("shard %d: dropped worker %d's channel", self.core.index, conn.worker)
+            self._drop(conn)
 
     def _width(self, table: int) -> int:
         tables = self.core.config.tables.tables
@@ -182,15 +192,16 @@ class ChannelServer:
         rows, conn.rows = conn.rows, []
         if conn.shm_grads:
             with self.lock:
-                status = self.core.push(record, shm_grads=conn.shm_grads, rows=rows)
+                grad, buffers = self.shared.slices(conn.shm_grads)
+                status = self.core.push(record, grad, buffers, rows)
         else:
             payload, arrays = self._scratch(kind, n, k)
             wire.recv_arrays(conn.sock, arrays)
             wire.recv_arrays(conn.sock, [self._buffers])
             grad = arrays[0] if payload is None else payload
             with self.lock:
-                status = self.core.push(record, grad, buffers=self._buffers, rows=rows)
-        conn.sock.sendall(wire.ACK_HEAD.pack(wire.ACK, wire.STATUSES.index(status)))
+                status = self.core.push(record, grad, self._buffers, rows)
+        conn.sock.sendall(wire.ACK_HEAD.pack(wire.ACK, STATUSES.index(status)))
         self.changed()
 
     def _scratch(self, kind: int, n: int, k: int) -> tuple:
@@ -211,12 +222,11 @@ class ChannelServer:
                     if not self.core.may_pull(clock):
                         self.parked.append((conn, clock, requests))
                         continue
-                    reply = self.core.read(clock, conn.shm_state, requests)
+                    reply = self.shared.deliver(self.core.read(clock, requests), conn.shm_state)
                 head = wire.STATE_HEAD.pack(
-                    wire.STATE, int(reply["stop"]), reply["version"], reply.get("min_clock", 0)
+                    wire.STATE, int(reply.stop), reply.version, reply.min_clock
                 )
-                inline = not (reply["stop"] or conn.shm_state)
-                arrays = [reply["params"], reply["buffers"]] if inline else []
-                wire.send_arrays(conn.sock, head, arrays + reply.get("rows", []))
+                inline = [reply.params, reply.buffers] if reply.params is not None else []
+                wire.send_arrays(conn.sock, head, inline + reply.rows)
             except (OSError, ValueError, RuntimeError):
                 self._drop(conn)  # gone, or a broken request: its worker fails and is replaced

@@ -10,6 +10,10 @@ only when the slowest worker's clock is at least ``c - s``:
 The staleness of a gradient is ``c - m``, where ``c`` is the clock it was computed at and ``m``
 the slowest worker's clock when its parameters were read: how many steps of some worker's
 updates it may be missing. The gate keeps it ≤ s.
+
+A shard has one gate: its dense slice and its embedding tables see the same pushes, so one set
+of clocks serves both; each part reads it with its own bound (the tables may follow
+``training.sparse_staleness``).
 """
 
 from __future__ import annotations
@@ -17,8 +21,18 @@ from __future__ import annotations
 import math
 
 
+def bound_of(mode: str, staleness: int) -> float:
+    """The staleness bound ``s`` of a consistency mode."""
+    return {"sync": 0, "ssp": staleness, "async": math.inf}[mode]
+
+
 class ClockGate:
-    """Per-worker clocks and the pull condition. Pure; the shard actor waits on it."""
+    """Per-worker clocks and the pull condition. Pure; the shard actor waits on it.
+
+    Args:
+        workers: how many workers push.
+        staleness: the default bound of :meth:`may_pull`.
+    """
 
     def __init__(self, workers: int, staleness: float) -> None:
         if workers < 1:
@@ -30,16 +44,17 @@ class ClockGate:
 
     @classmethod
     def for_mode(cls, mode: str, workers: int, staleness: int) -> ClockGate:
-        bound = {"sync": 0, "ssp": staleness, "async": math.inf}[mode]
-        return cls(workers, bound)
+        return cls(workers, bound_of(mode, staleness))
 
     @property
     def min_clock(self) -> int:
         return min(self.clocks)
 
-    def may_pull(self, clock: int) -> bool:
-        """Whether a worker at ``clock`` may read the parameters now."""
-        return self.min_clock >= clock - self.staleness
+    def may_pull(self, clock: int, staleness: float | None = None) -> bool:
+        """Whether a worker at ``clock`` may read now, under ``staleness`` (default: the
+        gate's own bound)."""
+        bound = self.staleness if staleness is None else staleness
+        return self.min_clock >= clock - bound
 
     def tick(self, worker: int, clock: int) -> None:
         """Record that ``worker`` finished the push of step ``clock`` (its clock becomes clock)."""

@@ -11,45 +11,20 @@ evaluation and exports (no information learned about it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from ps.hashing import initial_rows, mix64
+from ps.hashing import mix64
 from ps.optim.rows import RowRule
+from ps.protocol.messages import TableConfig
+from ps.protocol.rows import sum_rows
 
 EMPTY = -1
 MIN_CAPACITY = 1024
 GROWTH = 1.5
 MAX_LOAD = 0.5  # of the hash index: probes stay short
-
-
-@dataclass(frozen=True)
-class TableConfig:
-    """One embedding table of a model, as the shards and workers know it.
-
-    Attributes:
-        table: its number (the order of the model's sparse embeddings).
-        name: the module's name in the model (for messages and exports).
-        num_rows: ids are in ``[0, num_rows)``.
-        width: floats per row.
-        init / scale / zero_columns: initial values (see :func:`ps.hashing.initial_rows`).
-    """
-
-    table: int
-    name: str
-    num_rows: int
-    width: int
-    init: str = "normal"
-    scale: float = 0.01
-    zero_columns: int = 0
-
-    def initial(self, seed: int, keys: np.ndarray) -> np.ndarray:
-        return initial_rows(
-            seed, self.table, keys, self.width, self.init, self.scale, self.zero_columns
-        )
 
 
 class KeyIndex:
@@ -219,7 +194,7 @@ class SparseTable:
         this step against shards that already finished it (:meth:`lookup`).
         """
         pending, self._pending = self._pending, []
-        keys, grads = _sum_rows(pending, self.config.width)
+        keys, grads = sum_rows(pending, self.config.width)
         if keep_before:
             self._before = (keys, self.lookup(keys))
         if len(keys):
@@ -230,7 +205,7 @@ class SparseTable:
         """Every row, its state and update count, and gradients waiting for a sync step
         (copies)."""
         n = self.index.n
-        keys, grads = _sum_rows(self._pending, self.config.width)
+        keys, grads = sum_rows(self._pending, self.config.width)
         return {
             "keys": torch.from_numpy(self.index.keys[:n].copy()),
             "values": torch.from_numpy(self.values[:n].copy()),
@@ -278,19 +253,3 @@ def _grown(a: np.ndarray, size: int) -> np.ndarray:
     out = np.zeros((size, *a.shape[1:]), dtype=a.dtype)
     out[: len(a)] = a
     return out
-
-
-def _sum_rows(parts: list[tuple[np.ndarray, np.ndarray]], width: int):
-    """Row gradients from several pushes combined: (distinct keys sorted, summed rows)."""
-    if not parts:
-        return np.empty(0, np.int64), np.empty((0, width), np.float32)
-    keys = np.concatenate([k for k, _ in parts])
-    grads = torch.from_numpy(np.concatenate([g for _, g in parts]))
-    distinct, inverse = np.unique(keys, return_inverse=True)
-    total = torch.zeros((len(distinct), width)).index_add_(0, torch.from_numpy(inverse), grads)
-    return distinct, total.numpy()
-
-
-def sum_duplicates(keys: np.ndarray, grads: np.ndarray, width: int):
-    """(distinct keys sorted, their summed gradient rows), as ``nn.EmbeddingBag`` sums."""
-    return _sum_rows([(np.asarray(keys, np.int64), np.asarray(grads, np.float32))], width)

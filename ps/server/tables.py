@@ -1,30 +1,31 @@
-"""A shard's embedding tables: its rows of every table, their consistency gate and sync steps.
+"""A shard's embedding tables: its rows of every table.
 
 The tables follow their own bound (``training.sparse_staleness``, default: the dense part's):
 
 - **sync** (bound 0): a step's row gradients are kept until every worker has pushed that step,
-  then summed and divided by the number of workers (a row a worker did not touch counts as zero
-  there — exactly the dense average), and applied once;
+  then summed and divided by the number of accepted pushes (a row a worker did not touch counts
+  as zero there — exactly the dense average), and applied once;
 - **bounded / async**: each worker's rows are applied on arrival, and a pull waits until the
   slowest worker is within the bound.
 
-Rows are read and pushed by key; a pull never creates a row. The shard's dense gate and this one
-see the same pushes (every push carries the worker's step), so one clock serves both.
+Rows are read and pushed by key; a pull never creates a row. The shard's dense slice and these
+tables see the same pushes (every push carries the worker's step): they share the shard's one
+gate and one sync step (:mod:`ps.server.sync`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ps.optim.config import SparseOptimizerConfig
 from ps.optim.rows import build_row_rule
-from ps.server.gate import ClockGate
-from ps.server.sparse import SparseTable, TableConfig
-
-RowsPush = tuple[int, np.ndarray, np.ndarray]  # table, keys (sorted, distinct), gradient rows
-RowsRequest = tuple[int, np.ndarray]  # table, keys
+from ps.protocol.messages import RowsPush, RowsRequest, TableConfig
+from ps.server.gate import ClockGate, bound_of
+from ps.server.sparse import SparseTable
+from ps.server.sync import SyncStep
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class TablesConfig:
     """
 
     tables: tuple[TableConfig, ...] = ()
-    optimizer: dict[str, Any] = field(default_factory=dict)
+    optimizer: SparseOptimizerConfig | None = None  # None: the default rule
     mode: str = "async"
     staleness: int = 0
     seed: int = 0
@@ -53,27 +54,24 @@ class ShardTables:
 
     Args:
         config: see :class:`TablesConfig`.
-        workers: workers in the job; ``replays``: keep the rows from before each sync step (for
-            a replacement worker replaying a step other shards have not finished).
+        gate / step: the shard's gate and sync step (``step`` None: no part is sync).
         eval_keys: per table, the keys of this shard that evaluation reads.
     """
 
     def __init__(
         self,
         config: TablesConfig,
-        workers: int,
-        replays: bool = False,
+        gate: ClockGate,
+        step: SyncStep | None,
         eval_keys: dict[int, np.ndarray] | None = None,
     ) -> None:
         self.config = config
         rule = build_row_rule(config.optimizer) if config.tables else None
         self.tables = [SparseTable(t, rule, config.seed) for t in config.tables]
         self.sync = config.mode == "sync"
-        self.gate = ClockGate.for_mode(config.mode, workers, config.staleness)
-        self.replays = replays and self.sync
+        self.gate, self.bound = gate, bound_of(config.mode, config.staleness)
+        self.step = step if self.sync else None
         self.eval_keys = eval_keys or {}
-        self.steps = 0  # sync steps finished
-        self.accepted = 0  # workers whose rows count in this sync step
         self.counts = {"rows_pushed": 0, "rows_pulled": 0, "sparse_bytes_pushed": 0}
         self.counts["sparse_bytes_pulled"] = 0
 
@@ -82,7 +80,7 @@ class ShardTables:
 
     # -- reads --------------------------------------------------------------------------------
     def may_pull(self, clock: int) -> bool:
-        return not self.tables or self.gate.may_pull(clock)
+        return not self.tables or self.gate.may_pull(clock, self.bound)
 
     def read(self, clock: int, requests: list[RowsRequest]) -> list[np.ndarray]:
         """The rows a worker at ``clock`` computes with (ids never trained: initial values).
@@ -90,12 +88,7 @@ class ShardTables:
         Raises:
             ValueError: an unknown table or ids outside it (a broken request).
         """
-        before = self.sync and self.steps > clock
-        if before and (not self.replays or self.steps != clock + 1):
-            raise RuntimeError(
-                f"a worker at step {clock} asked for rows this shard left behind at step "
-                f"{self.steps}"
-            )
+        before = self.step is not None and self.step.reads_before(clock, "rows")
         out = []
         for table, keys in requests:
             self._check_keys(table, keys)
@@ -143,7 +136,6 @@ class ShardTables:
         """One worker's push: its rows (sync: kept for the step; else applied now)."""
         if not accepted:
             return
-        self.accepted += 1
         for table, keys, grads in rows:
             self.counts["rows_pushed"] += len(keys)
             self.counts["sparse_bytes_pushed"] += keys.nbytes + grads.nbytes
@@ -152,14 +144,12 @@ class ShardTables:
             else:
                 self.tables[table].apply(keys, grads)
 
-    def tick(self, worker: int, seq: int) -> None:
-        """A worker finished step ``seq``; a sync step all workers finished is applied."""
-        self.gate.tick(worker, seq)
-        while self.sync and self.gate.min_clock > self.steps:
-            self.steps += 1
-            for t in self.tables:
-                t.finish_step(self.accepted, keep_before=self.replays)
-            self.accepted = 0
+    def finish_step(self, count: int) -> None:
+        """End a sync step over ``count`` accepted pushes (each table applies its sum once)."""
+        if self.step is None:
+            return
+        for t in self.tables:
+            t.finish_step(count, keep_before=self.step.keep_before)
 
     # -- snapshots and checkpoints --------------------------------------------------------------
     def capture(self) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -174,13 +164,10 @@ class ShardTables:
         ]
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "tables": [t.state_dict() for t in self.tables],
-            "accepted": self.accepted,
-        }
+        return {"tables": [t.state_dict() for t in self.tables]}
 
-    def load_state_dict(self, saved: dict[str, Any], clocks: list[int]) -> None:
-        """Continue from :meth:`state_dict` output and the shard's saved clocks.
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` output.
 
         Raises:
             ValueError: another number of tables, or tables that do not match.
@@ -190,9 +177,6 @@ class ShardTables:
             raise ValueError(f"checkpoint has {len(tables)} tables, the model {len(self.tables)}")
         for table, state in zip(self.tables, tables, strict=True):
             table.load_state_dict(state)
-        self.gate.clocks = list(clocks)
-        self.steps = self.gate.min_clock
-        self.accepted = int(saved.get("accepted", 0))
 
     def stats(self) -> dict[str, int]:
         return {

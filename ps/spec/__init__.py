@@ -9,15 +9,17 @@ are checked by :mod:`ps.optim` (one source of truth for hyperparameters).
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_serializer, field_validator, model_validator
 
 from ps.errors import SpecError, clip
 from ps.optim import resolve_optimizer, resolve_regularization
+from ps.optim.config import OptimizerConfig, RegularizationConfig, SparseOptimizerConfig
 from ps.optim.rows import resolve_sparse_optimizer
 from ps.spec.base import MAX_NAME_CHARS, _plain_text, _Strict
 from ps.spec.data import BUNDLED_SOURCES, FILE_SUFFIXES, DataSpec
@@ -134,11 +136,11 @@ class JobSpec(_Strict):
 
     data: DataSpec = DataSpec()
     model: ModelSpec
-    optimizer: dict[str, Any] = Field(
+    optimizer: OptimizerConfig = Field(
         default_factory=lambda: {"name": "adam"}, validate_default=True
     )
-    regularization: dict[str, Any] = Field(default_factory=dict, validate_default=True)
-    sparse_optimizer: dict[str, Any] = Field(default_factory=dict, validate_default=True)
+    regularization: RegularizationConfig = Field(default_factory=dict, validate_default=True)
+    sparse_optimizer: SparseOptimizerConfig = Field(default_factory=dict, validate_default=True)
     training: TrainingSpec = TrainingSpec()
     ps: PSSpec = PSSpec()
     checkpoint: CheckpointSpec = CheckpointSpec()
@@ -146,24 +148,30 @@ class JobSpec(_Strict):
 
     @field_validator("optimizer", mode="before")
     @classmethod
-    def _optimizer(cls, v: Any) -> dict[str, Any]:
+    def _optimizer(cls, v: Any) -> OptimizerConfig:
+        if isinstance(v, OptimizerConfig):
+            return v
         if not isinstance(v, Mapping):
             raise SpecError("optimizer", f"must be a mapping, got {type(v).__name__}")
         return resolve_optimizer(v, defer_t_max=True)
 
     @field_validator("regularization", mode="before")
     @classmethod
-    def _regularization(cls, v: Any) -> dict[str, Any]:
-        if v is not None and not isinstance(v, Mapping):
+    def _regularization(cls, v: Any) -> RegularizationConfig:
+        if v is not None and not isinstance(v, Mapping | RegularizationConfig):
             raise SpecError("regularization", f"must be a mapping, got {type(v).__name__}")
         return resolve_regularization(v)
 
     @field_validator("sparse_optimizer", mode="before")
     @classmethod
-    def _sparse_optimizer(cls, v: Any) -> dict[str, Any]:
-        if v is not None and not isinstance(v, Mapping):
+    def _sparse_optimizer(cls, v: Any) -> SparseOptimizerConfig:
+        if v is not None and not isinstance(v, Mapping | SparseOptimizerConfig):
             raise SpecError("sparse_optimizer", f"must be a mapping, got {type(v).__name__}")
         return resolve_sparse_optimizer(v)
+
+    @field_serializer("optimizer", "regularization", "sparse_optimizer")
+    def _section(self, value: Any) -> dict[str, Any]:
+        return value.to_dict()  # the contract's shape, not the typed value's fields
 
     @model_validator(mode="after")
     def _ensemble_fits_model(self) -> JobSpec:
@@ -220,9 +228,29 @@ class JobSpec(_Strict):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+def _layer_tags() -> frozenset[str]:
+    """The ``type`` tags of the layer union (pydantic puts the tag into an error's location)."""
+    union = typing.get_args(Layer)[0]
+    return frozenset(
+        tag
+        for kind in typing.get_args(union)
+        for tag in typing.get_args(kind.model_fields["type"].annotation)
+    )
+
+
+LAYER_TAGS = _layer_tags()
+
+
 def _path(loc: tuple[Any, ...]) -> str:
-    # Discriminated unions add the tag (e.g. 'dense') to the location; it is not a key.
-    return ".".join(str(p) for p in loc if p not in ("dense", "dropout", "function-after"))
+    """The key path of an error location: without the tag a discriminated union adds after a
+    list index (``model.layers.0.conv2d.filters`` is ``model.layers.0.filters``), nor
+    validators' names."""
+    keys = [
+        p
+        for i, p in enumerate(loc)
+        if p != "function-after" and not (i and isinstance(loc[i - 1], int) and p in LAYER_TAGS)
+    ]
+    return ".".join(str(p) for p in keys)
 
 
 def _describe(err: Mapping[str, Any]) -> tuple[str, str]:
@@ -269,8 +297,6 @@ def parse_spec(data: Mapping[str, Any] | JobSpec) -> JobSpec:
             others = [*others[:MAX_REPORTED_PROBLEMS], f"... and {hidden} more"]
         first.others = others
         raise first from None
-    except SpecError:
-        raise
 
 
 def load_spec(path: str | Path) -> JobSpec:

@@ -174,23 +174,6 @@ Layer = Annotated[
     | RecurrentLayer,
     Field(discriminator="type"),
 ]
-LAYER_TYPES = (
-    "dense",
-    "dropout",
-    "conv1d",
-    "conv2d",
-    "max_pool1d",
-    "avg_pool1d",
-    "max_pool2d",
-    "avg_pool2d",
-    "flatten",
-    "global_avg_pool",
-    "batch_norm",
-    "layer_norm",
-    "embedding",
-    "lstm",
-    "gru",
-)
 LOSSES = ("cross_entropy", "mse", "bce")
 MAX_KWARGS_CHARS = 65_536
 MODEL_TYPES = ("sequential", "logistic", "fm", "deepfm")

@@ -415,6 +415,24 @@ class Evaluation(_message.Message):
     val_auc: float
     def __init__(self, step: _Optional[int] = ..., epoch: _Optional[float] = ..., learning_rate: _Optional[float] = ..., train_loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., val_accuracy: _Optional[float] = ..., generalization_gap: _Optional[float] = ..., train_auc: _Optional[float] = ..., val_auc: _Optional[float] = ...) -> None: ...
 
+class Restored(_message.Message):
+    __slots__ = ("step", "reason")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    reason: str
+    def __init__(self, step: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class WorkerReplaced(_message.Message):
+    __slots__ = ("worker", "step", "reason")
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    worker: int
+    step: int
+    reason: str
+    def __init__(self, worker: _Optional[int] = ..., step: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class JobResult(_message.Message):
     __slots__ = ("stop_reason", "steps", "epochs", "wall_time_s", "samples_per_s", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy", "result_json", "total_steps", "skipped_updates", "exported_step", "train_auc", "val_auc", "test_auc", "table_rows")
     STOP_REASON_FIELD_NUMBER: _ClassVar[int]
@@ -488,13 +506,15 @@ class Job(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[JobResult, _Mapping]] = ..., error: _Optional[str] = ..., run_dir: _Optional[str] = ..., attempts: _Optional[int] = ..., unreadable: _Optional[bool] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("job_id", "time", "state", "progress", "evaluation", "finished", "total_steps", "member")
+    __slots__ = ("job_id", "time", "state", "progress", "evaluation", "finished", "restored", "worker_replaced", "total_steps", "member")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     EVALUATION_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    RESTORED_FIELD_NUMBER: _ClassVar[int]
+    WORKER_REPLACED_FIELD_NUMBER: _ClassVar[int]
     TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
     MEMBER_FIELD_NUMBER: _ClassVar[int]
     job_id: str
@@ -503,9 +523,11 @@ class JobEvent(_message.Message):
     progress: Progress
     evaluation: Evaluation
     finished: Job
+    restored: Restored
+    worker_replaced: WorkerReplaced
     total_steps: int
     member: int
-    def __init__(self, job_id: _Optional[str] = ..., time: _Optional[float] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., evaluation: _Optional[_Union[Evaluation, _Mapping]] = ..., finished: _Optional[_Union[Job, _Mapping]] = ..., total_steps: _Optional[int] = ..., member: _Optional[int] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., time: _Optional[float] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., evaluation: _Optional[_Union[Evaluation, _Mapping]] = ..., finished: _Optional[_Union[Job, _Mapping]] = ..., restored: _Optional[_Union[Restored, _Mapping]] = ..., worker_replaced: _Optional[_Union[WorkerReplaced, _Mapping]] = ..., total_steps: _Optional[int] = ..., member: _Optional[int] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
     __slots__ = ("spec", "job_id", "resume", "code_archive")

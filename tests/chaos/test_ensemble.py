@@ -49,7 +49,7 @@ def test_a_member_worker_killed_mid_job_is_replaced_and_the_ensemble_is_its_memb
     thread.join(timeout=300)
     assert "error" not in box, box.get("error")
     result = box["result"]
-    assert result.state == "SUCCEEDED" and result.worker_restarts == 1
+    assert result.worker_restarts == 1
     assert [m["worker_restarts"] for m in result.members] == [0, 1]
     assert all(m["steps"] == m["total_steps"] for m in result.members)
     assert result.steps == result.total_steps == sum(m["total_steps"] for m in result.members)

@@ -36,7 +36,6 @@ def reference(ray_runtime, tmp_path_factory):
 
 
 def _check(result, expected, run_dir, expected_state):
-    assert result.state == "SUCCEEDED"
     assert result.steps == result.total_steps == STEPS == expected.steps
     assert result.stop_reason == expected.stop_reason == "max_steps"
     ids, rows, bias = trained(run_dir)

@@ -40,7 +40,7 @@ def test_digits_reaches_095_and_staleness_is_bounded(ray_runtime, tmp_path, mode
     evaluations = [e for e in history if e["type"] == "evaluation"]
     assert [e["epoch"] for e in evaluations] == pytest.approx([float(i) for i in range(1, 13)])
     assert evaluations[-1]["val_accuracy"] > evaluations[0]["val_accuracy"]
-    assert any(e.kind == "result" for e in events)
+    assert any(e.kind == "succeeded" for e in events)
 
 
 @pytest.mark.parametrize(

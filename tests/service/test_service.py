@@ -10,12 +10,12 @@ import ray
 import torch
 
 from ps.api.convert import spec_to_proto, state_from_proto
+from ps.protocol import shm
 from ps.spec import parse_spec
 from ps.v1 import training_pb2 as pb
 from tests.conftest import wait_until
 from tests.runtime.helpers import spec
 from tests.service.conftest import TOKEN, start_service
-from workers import shm
 from workers.data import load_dataset
 from workers.models import load_model
 

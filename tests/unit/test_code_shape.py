@@ -32,3 +32,18 @@ def test_no_function_is_longer_than_a_screen():
 def test_the_supervisor_reads_as_the_jobs_story():
     lines = len((ROOT / "ps" / "jobs" / "supervisor.py").read_text().splitlines())
     assert lines <= MAX_SUPERVISOR_LINES
+
+
+MAX_FILE_LINES = 400
+
+
+def test_no_file_is_longer_than_its_bound_and_none_is_packed():
+    long, packed = [], []
+    for path in _sources():
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_FILE_LINES:
+            long.append(f"{path.relative_to(ROOT)} ({len(text.splitlines())})")
+        if "fmt: skip" in text or "fmt: off" in text:
+            packed.append(str(path.relative_to(ROOT)))
+    assert not long, long
+    assert not packed, f"split the concern instead of squeezing lines: {packed}"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from workers.compression import Compressor, decompress_into, payload_nbytes, payload_shape
+from ps.protocol.compression import Compressor, decompress_into, payload_nbytes, payload_shape
 
 
 @pytest.mark.parametrize(

@@ -75,3 +75,28 @@ def test_bad_ensembles_are_refused_with_the_key(ensemble, model, path):
     with pytest.raises(SpecError) as info:
         parse_spec(spec)
     assert info.value.path == path, info.value
+
+
+def test_the_ensembles_progress_sums_its_members_and_a_members_own_is_not_the_jobs(tmp_path):
+    """The job's stored progress is the ensemble's (its members' steps out of all members'
+    steps); a member's labelled progress does not overwrite it."""
+    from ps.jobs.ensemble import _total_progress
+    from ps.jobs.events import Progress
+    from ps.jobs.scheduler import Scheduler
+    from ps.jobs.store import JobStore
+    from ps.jobs.subscribers import Subscribers
+    from ps.spec import parse_spec
+
+    members = {
+        0: Progress(step=30, total_steps=100, epoch=3.0, samples=300, member=0),
+        1: Progress(step=50, total_steps=100, epoch=5.0, samples=500, member=1),
+    }
+    total = _total_progress(members, 300)
+    assert (total.step, total.total_steps, total.samples, total.member) == (80, 300, 800, None)
+    store = JobStore(tmp_path / "jobs.db")
+    spec = parse_spec({"model": {"layers": [{"type": "dense", "units": 2}]}})
+    store.create("ens", spec, str(tmp_path / "ens"))
+    scheduler = Scheduler(store, Subscribers(), None, "ps")
+    scheduler._on_event("ens", total)
+    scheduler._on_event("ens", members[1])
+    assert store.get("ens").progress.step == 80 and store.get("ens").progress.total_steps == 300

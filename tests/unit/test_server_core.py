@@ -7,8 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from ps.protocol.messages import Push
+from ps.server.config import ShardConfig
 from ps.server.gate import ClockGate
-from ps.server.shard import Push, ShardConfig, ShardCore
+from ps.server.shard import ShardCore
 from ps.server.slices import param_slices
 
 
@@ -62,7 +64,8 @@ def test_max_version_stops_updates():
     for seq in (1, 2, 3):
         c.push(Push(0, seq, 0, 0), np.ones(4, np.float32))
     assert c.version == 2 and c.stopped and c.rejected["stopped"] == 1
-    assert c.read(3) == {"stop": True, "version": 2}
+    reply = c.read(3)
+    assert reply.stop and reply.version == 2
 
 
 def test_snapshots_and_checkpoints_are_captured_at_their_versions():
@@ -88,7 +91,15 @@ def test_a_replayed_sync_step_reads_the_parameters_from_before_the_step():
     c.push(Push(0, 1, 0, 0), np.full(4, 1.0, np.float32))
     assert c.push(Push(1, 1, 0, 0), np.full(4, 3.0, np.float32)) == "applied"
     replay = c.read(0)
-    np.testing.assert_array_equal(replay["params"], 0.0)
-    assert replay["version"] == 0 and replay["min_clock"] == 0
-    np.testing.assert_array_equal(c.read(1)["params"], -2.0)  # the others read the new ones
+    np.testing.assert_array_equal(replay.params, 0.0)
+    assert replay.version == 0 and replay.min_clock == 0
+    np.testing.assert_array_equal(c.read(1).params, -2.0)  # the others read the new ones
     assert c.push(Push(1, 1, 0, 0), np.full(4, 3.0, np.float32)) == "duplicate"
+
+
+def test_a_malformed_push_changes_nothing_not_even_its_sequence_number():
+    c = core(mode="async", workers=1)
+    with pytest.raises(ValueError, match="gradient of shape"):
+        c.push(Push(0, 1, 0, 0), np.ones(3, np.float32))
+    assert c.worker_clock(0) == 0 and c.version == 0
+    assert c.push(Push(0, 1, 0, 0), np.ones(4, np.float32)) == "applied"  # seq 1 is still free

@@ -12,8 +12,11 @@ import torch
 from ps.errors import SpecError
 from ps.hashing import hash_column, initial_rows, shard_of
 from ps.optim.rows import build_row_rule, resolve_sparse_optimizer
-from ps.server.shard import Push, ShardConfig, ShardCore
-from ps.server.sparse import KeyIndex, SparseTable, TableConfig, sum_duplicates
+from ps.protocol.messages import Push, TableConfig
+from ps.protocol.rows import sum_duplicates
+from ps.server.config import ShardConfig
+from ps.server.shard import ShardCore
+from ps.server.sparse import KeyIndex, SparseTable
 from ps.server.tables import TablesConfig
 
 WIDTH = 3
@@ -76,7 +79,7 @@ def _torch_optimizer(config: dict, params: list[torch.Tensor]) -> torch.optim.Op
 def test_lazy_rules_are_torch_optim_on_each_row_stepped_only_when_touched(config):
     """The documented semantics: each row is its own ``torch.optim`` problem whose step count
     and state advance only when a batch touches it (as ``torch.optim.SparseAdam`` does)."""
-    config = resolve_sparse_optimizer(config)
+    config = resolve_sparse_optimizer(config).to_dict()
     table = SparseTable(TABLE, build_row_rule(config), seed=1)
     rng = np.random.default_rng(3)
     reference: dict[int, tuple[torch.Tensor, torch.optim.Optimizer]] = {}
@@ -117,7 +120,7 @@ def _ftrl_reference(config: dict, w0: float, grads: list[float]) -> float:
 
 
 def test_ftrl_is_mcmahan_algorithm_one_per_coordinate():
-    config = resolve_sparse_optimizer({"name": "ftrl", "lr": 0.1, "l1": 0.05, "l2": 0.5})
+    config = resolve_sparse_optimizer({"name": "ftrl", "lr": 0.1, "l1": 0.05, "l2": 0.5}).to_dict()
     table = SparseTable(TABLE, build_row_rule(config), seed=2)
     key = np.array([17], np.int64)
     w0 = table.lookup(key)[0]
@@ -210,7 +213,7 @@ def test_sync_rows_on_two_shards_from_two_workers_equal_a_dense_table_average():
     touched = np.concatenate([c.final()["rows"][0][0] for c in cores])
     assert len(set(touched)) == len(touched) and touched.max() < 40  # each row on one shard
     untouched = np.arange(40, 60, dtype=np.int64)
-    read = cores[0].read(5, rows=[(0, untouched)])["rows"][0]
+    read = cores[0].read(5, rows=[(0, untouched)]).rows[0]
     np.testing.assert_array_equal(read, TABLE.initial(5, untouched))  # never created, initial
 
 

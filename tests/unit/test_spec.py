@@ -13,7 +13,7 @@ MINIMAL = {"model": {"layers": [{"type": "dense", "units": 10}]}}
 def test_defaults_are_filled_in():
     s = parse_spec(MINIMAL)
     assert s.data.source == "digits" and s.training.mode == "sync" and s.ps.shards == 1
-    assert s.optimizer == {
+    assert s.optimizer.to_dict() == {
         "name": "adam",
         "lr": 0.001,
         "betas": (0.9, 0.999),
@@ -22,7 +22,7 @@ def test_defaults_are_filled_in():
         "schedule": {"type": "constant"},
         "clip_grad_norm": None,
     }
-    assert s.regularization == {"l2": 0.0, "l1": 0.0, "l1_mode": "subgradient"}
+    assert s.regularization.to_dict() == {"l2": 0.0, "l1": 0.0, "l1_mode": "subgradient"}
     assert s.model.layers[0].activation.type == "linear"
     assert s.model.layers[0].init.type == "glorot_uniform"
 
@@ -38,7 +38,7 @@ def test_round_trip_through_plain_data_and_yaml(tmp_path):
     assert parse_spec(s.to_dict()) == s
     (tmp_path / "s.yaml").write_text(s.to_yaml())
     assert load_spec(tmp_path / "s.yaml") == s
-    assert s.optimizer["schedule"] == {"type": "cosine", "t_max": None, "min_lr": 0.0}
+    assert s.optimizer.schedule == {"type": "cosine", "t_max": None, "min_lr": 0.0}
 
 
 def test_every_example_is_valid():
@@ -96,3 +96,14 @@ def test_unreadable_and_unparsable_files(tmp_path):
     (tmp_path / "bad.yaml").write_text("model: [unclosed")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_spec(tmp_path / "bad.yaml")
+
+
+def test_an_error_in_any_layer_names_its_key_path_without_the_layer_tag():
+    for layer, key in (
+        ({"type": "conv2d", "filters": 0, "kernel_size": 3}, "filters"),
+        ({"type": "lstm", "units": 0}, "units"),
+        ({"type": "dense", "units": 0}, "units"),
+    ):
+        with pytest.raises(SpecError) as err:
+            parse_spec({"model": {"layers": [{"type": "flatten"}, layer]}})
+        assert err.value.path == f"model.layers.1.{key}"

@@ -30,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from ps.protocol.messages import RowsRequest
+
 MAGIC = b"PSC1"
 TOKEN_BYTES = 32
 PUSH, PULL, ACK, STATE, HELLO_OK, ROWS_PUSH, ROWS_PULL, ROWS = 1, 2, 3, 4, 5, 6, 7, 8
-STATUSES = ("applied", "accumulated", "duplicate", "rejected", "stopped")
 
 # kind: 0 dense float32, 1 fp16, 2 bf16, 3 top-k (int32 indices, float32 values)
 PAYLOAD_KINDS = {"dense": 0, "fp16": 1, "bf16": 2, "topk": 3}
@@ -144,7 +145,7 @@ def send_arrays(sock: socket.socket, head: bytes, arrays: list[np.ndarray | byte
             parts[0] = parts[0][sent:]
 
 
-def pull_message(clock: int, requests: list[tuple[int, np.ndarray]]) -> tuple[bytes, list]:
+def pull_message(clock: int, requests: list[RowsRequest]) -> tuple[bytes, list]:
     """A PULL of the parameters for ``clock`` and of the rows ``requests`` (table, keys)."""
     head = TYPE.pack(PULL) + PULL_BODY.pack(clock, len(requests))
     parts: list = []
@@ -161,12 +162,12 @@ def recv_keys(sock: socket.socket, n: int) -> np.ndarray:
     return keys
 
 
-def recv_requests(sock: socket.socket, count: int) -> list[tuple[int, np.ndarray]]:
+def recv_requests(sock: socket.socket, count: int) -> list[RowsRequest]:
     """The row requests that follow a PULL."""
     out = []
     for _ in range(count):
         table, n = recv_struct(sock, ROWS_REQUEST)
-        out.append((table, recv_keys(sock, n)))
+        out.append(RowsRequest(table, recv_keys(sock, n)))
     return out
 
 

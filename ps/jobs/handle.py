@@ -1,0 +1,184 @@
+"""One way to start and follow a job's supervisor: :class:`SupervisorHandle`.
+
+The job manager (service jobs, detached supervisors it may re-attach to after a restart), the
+runner (``psctl run``) and an ensemble (its member supervisors) all start a supervisor, follow
+its events and read how it ended through this handle; none polls a supervisor on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import ray
+
+from ps.errors import PSError
+from ps.jobs.actors import actor_name
+from ps.jobs.events import Event, JobResult
+from ps.jobs.usercode import runtime_env
+from ps.spec import JobSpec
+
+POLL_S = 1.0  # how long one poll waits for an event
+POLL_DEADLINE_S = 60.0  # a supervisor that answers no poll for this long is taken for dead
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job's supervisor ended.
+
+    Attributes:
+        kind: ``succeeded`` (``result`` is set), ``cancelled`` or ``failed`` (``reason`` says
+            why; ``error`` is the domain error that failed it, when there is one: a spec the
+            data refutes, say).
+    """
+
+    kind: Literal["succeeded", "cancelled", "failed"]
+    result: JobResult | None = None
+    reason: str = ""
+    error: PSError | None = None
+
+    @classmethod
+    def succeeded(cls, result: JobResult) -> Outcome:
+        return cls("succeeded", result=result)
+
+    @classmethod
+    def cancelled(cls) -> Outcome:
+        return cls("cancelled", reason="cancelled")
+
+    @classmethod
+    def failed(cls, exc: BaseException | str) -> Outcome:
+        if isinstance(exc, str):
+            return cls("failed", reason=exc)
+        error = exc if isinstance(exc, PSError) else None
+        return cls("failed", reason=f"{type(exc).__name__}: {exc}", error=error)
+
+
+class SupervisorLost(Exception):
+    """The supervisor died or stopped answering (its outcome is unknown)."""
+
+
+class SupervisorHandle:
+    """A job's supervisor actor, its event stream and its outcome.
+
+    Build one with :meth:`start` or :meth:`attach`.
+    """
+
+    def __init__(self, actor: Any, job_id: str) -> None:
+        self.actor = actor
+        self.job_id = job_id
+
+    @classmethod
+    def start(
+        cls,
+        job_id: str,
+        spec: JobSpec,
+        run_dir: str,
+        *,
+        resume: bool = False,
+        member: Any = None,
+        detached: bool = False,
+        namespace: str | None = None,
+    ) -> SupervisorHandle:
+        """Create the job's supervisor (an ensemble's for an ensemble spec) and start its run.
+
+        ``detached``: it outlives the process that started it (the service's jobs survive a
+        restart of the service); ``member``: an ensemble member (:class:`ps.jobs.admission.Member`).
+        """
+        from ps.jobs.ensemble import supervisor_class  # the ensemble itself starts members here
+
+        options: dict[str, Any] = {
+            "name": actor_name(job_id, "supervisor"),
+            "num_cpus": 0,
+            "max_concurrency": 1000,
+            "runtime_env": runtime_env(spec),
+        }
+        if namespace is not None:
+            options["namespace"] = namespace
+        if detached:
+            options["lifetime"] = "detached"
+        args = (job_id, spec, run_dir, resume) + (() if member is None else (member,))
+        actor = ray.remote(supervisor_class(spec)).options(**options).remote(*args)
+        actor.run.remote()
+        return cls(actor, job_id)
+
+    @classmethod
+    def attach(
+        cls, job_id: str, namespace: str | None = None, timeout: float = 10.0
+    ) -> SupervisorHandle | None:
+        """The running supervisor of ``job_id`` if there is one that answers, else None."""
+        try:
+            actor = ray.get_actor(actor_name(job_id, "supervisor"), namespace=namespace)
+            ray.get(actor.poll.remote(0, 0), timeout=timeout)
+        except Exception:  # noqa: BLE001 - any failure to reach it means it is gone
+            return None
+        return cls(actor, job_id)
+
+    # -- following it ------------------------------------------------------------------------
+    def events(self, stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
+        """Its events from the first on, until it is done (or ``stop()`` says so).
+
+        Raises:
+            SupervisorLost: it died or answered no poll within :data:`POLL_DEADLINE_S`.
+        """
+        cursor, done = 0, False
+        while not done and not stop():
+            try:
+                ref = self.actor.poll.remote(cursor, POLL_S)
+                events, cursor, done = ray.get(ref, timeout=POLL_DEADLINE_S)
+            except Exception as exc:  # noqa: BLE001 - the actor died, hung, or Ray failed
+                raise SupervisorLost(_first_line(exc)) from None
+            yield from events
+
+    async def stream(self) -> AsyncIterator[Event]:
+        """:meth:`events`, for a caller on an event loop (an ensemble's supervisor)."""
+        cursor, done = 0, False
+        while not done:
+            try:
+                ref = self.actor.poll.remote(cursor, POLL_S)
+                events, cursor, done = await asyncio.wait_for(ref, POLL_DEADLINE_S)
+            except Exception as exc:  # noqa: BLE001
+                raise SupervisorLost(_first_line(exc)) from None
+            for event in events:
+                yield event
+
+    def outcome(self, timeout: float = 30.0) -> Outcome:
+        """How it ended (after :meth:`events` ran out).
+
+        Raises:
+            SupervisorLost: it cannot be asked (dead), or has not ended.
+        """
+        try:
+            outcome = ray.get(self.actor.outcome.remote(), timeout=timeout)
+        except Exception as exc:  # noqa: BLE001
+            raise SupervisorLost(_first_line(exc)) from None
+        if outcome is None:
+            raise SupervisorLost("the supervisor has not ended")
+        return outcome
+
+    async def wait(self) -> Outcome:
+        """Follow it to the end on an event loop: its outcome (events are dropped)."""
+        async for _ in self.stream():
+            pass
+        outcome = await self.actor.outcome.remote()
+        if outcome is None:
+            raise SupervisorLost("the supervisor has not ended")
+        return outcome
+
+    # -- ending it ---------------------------------------------------------------------------
+    def cancel(self, timeout: float = 10.0) -> None:
+        """Ask it to cancel the job (it ends with a ``cancelled`` outcome)."""
+        with contextlib.suppress(Exception):
+            ray.get(self.actor.cancel.remote(), timeout=timeout)
+
+    def kill(self) -> None:
+        """End the actor (whatever it is doing)."""
+        with contextlib.suppress(Exception):
+            ray.kill(self.actor, no_restart=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
