@@ -59,8 +59,10 @@ def member_id(job_id: str, index: int) -> str:
 class EnsembleSupervisor(JobSupervisor):
     """Runs an ensemble job (see the module docstring); the same interface as a job's."""
 
-    def __init__(self, job_id: str, spec: JobSpec, run_dir: str, resume: bool = False) -> None:
-        super().__init__(job_id, spec, run_dir, resume)
+    def __init__(
+        self, job_id: str, spec: JobSpec, run_dir: str, resume: bool = False, attempt: int = 0
+    ) -> None:
+        super().__init__(job_id, spec, run_dir, resume, attempt=attempt)
         self.children: list[SupervisorHandle] = []
         self._progress: dict[int, Progress] = {}
         self.total_steps = 0

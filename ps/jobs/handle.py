@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -21,6 +22,7 @@ from ps.jobs.events import Event, JobResult
 from ps.jobs.usercode import runtime_env
 from ps.spec import JobSpec
 
+log = logging.getLogger(__name__)
 POLL_S = 1.0  # how long one poll waits for an event
 POLL_DEADLINE_S = 60.0  # a supervisor that answers no poll for this long is taken for dead
 
@@ -81,11 +83,13 @@ class SupervisorHandle:
         member: Any = None,
         detached: bool = False,
         namespace: str | None = None,
+        attempt: int = 0,
     ) -> SupervisorHandle:
         """Create the job's supervisor (an ensemble's for an ensemble spec) and start its run.
 
         ``detached``: it outlives the process that started it (the service's jobs survive a
-        restart of the service); ``member``: an ensemble member (:class:`ps.jobs.admission.Member`).
+        restart of the service); ``member``: an ensemble member (:class:`ps.jobs.admission.Member`);
+        ``attempt``: the store's attempt number it runs (see :meth:`attach`).
         """
         from ps.jobs.ensemble import supervisor_class  # the ensemble itself starts members here
 
@@ -99,20 +103,42 @@ class SupervisorHandle:
             options["namespace"] = namespace
         if detached:
             options["lifetime"] = "detached"
-        args = (job_id, spec, run_dir, resume) + (() if member is None else (member,))
-        actor = ray.remote(supervisor_class(spec)).options(**options).remote(*args)
+        kwargs: dict[str, Any] = {"resume": resume, "attempt": attempt}
+        if member is not None:
+            kwargs["member"] = member
+        actor = (
+            ray.remote(supervisor_class(spec))
+            .options(**options)
+            .remote(job_id, spec, run_dir, **kwargs)
+        )
         actor.run.remote()
         return cls(actor, job_id)
 
     @classmethod
     def attach(
-        cls, job_id: str, namespace: str | None = None, timeout: float = 10.0
+        cls, job_id: str, attempt: int, namespace: str | None = None, timeout: float = 10.0
     ) -> SupervisorHandle | None:
-        """The running supervisor of ``job_id`` if there is one that answers, else None."""
+        """The supervisor running attempt ``attempt`` of ``job_id``, or None.
+
+        A supervisor that is found must prove it runs this job: it answers, it was started for
+        this attempt, and it was handed the job (its ``run`` began; a service that died between
+        creating a supervisor and starting it leaves one that never will). One that does not is
+        ended here, so that the job can start again as a new attempt.
+        """
         try:
             actor = ray.get_actor(actor_name(job_id, "supervisor"), namespace=namespace)
-            ray.get(actor.poll.remote(0, 0), timeout=timeout)
-        except Exception:  # noqa: BLE001 - any failure to reach it means it is gone
+        except ValueError:
+            return None
+        try:
+            identity = ray.get(actor.identity.remote(), timeout=timeout)
+        except Exception:  # noqa: BLE001 - dead, hung or unreachable: it is not running the job
+            identity = None
+        if identity != (attempt, True):
+            log.warning(
+                "job %s: ending supervisor %s (attempt %d running)", job_id, identity, attempt
+            )
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
             return None
         return cls(actor, job_id)
 

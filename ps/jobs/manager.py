@@ -76,6 +76,8 @@ class ManagerConfig:
         data_root: data files and ``init_from`` models must resolve inside it.
         max_queue: queued jobs beyond this are refused (RESOURCE_EXHAUSTED).
         cancel_timeout_s: how long CancelJob waits for the job's actors to be gone.
+        start_timeout_s: a job whose supervisor reports no RUNNING this long after it was
+            started starts again as a new attempt (a stuck start never holds the queue).
         allow_user_code: accept jobs that run the user's own code (``model.module``,
             ``model.loss_fn``, a code archive); it runs in the jobs' actors, never here.
     """
@@ -85,6 +87,7 @@ class ManagerConfig:
     max_queue: int = 100
     cancel_timeout_s: float = 60.0
     allow_user_code: bool = False
+    start_timeout_s: float = 600.0
 
 
 class JobManager:
@@ -97,7 +100,9 @@ class JobManager:
         self.config = config
         self.metrics = metrics
         self.subscribers = Subscribers()
-        self.scheduler = Scheduler(store, self.subscribers, metrics, NAMESPACE)
+        self.scheduler = Scheduler(
+            store, self.subscribers, metrics, NAMESPACE, config.start_timeout_s
+        )
         self._wake = self.scheduler.wake  # held while the queue changes
 
     # -- lifecycle ---------------------------------------------------------------------------

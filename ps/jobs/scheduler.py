@@ -8,7 +8,9 @@ It holds the running jobs (their handles and reserved resources); the job manage
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -39,13 +41,23 @@ RELAYED = (StateChanged, Progress, Evaluation, Restored, WorkerReplaced)
 
 
 class _Running:
-    """What the manager holds for a job it started."""
+    """What the scheduler holds for a job it started (or re-attached to).
 
-    def __init__(self, handle: SupervisorHandle, reserved: dict[str, float]) -> None:
+    ``start_by``: the monotonic time by which its supervisor must report RUNNING (None: it
+    has).
+    """
+
+    def __init__(
+        self, handle: SupervisorHandle, reserved: dict[str, float], start_timeout_s: float
+    ) -> None:
         self.handle = handle
         self.reserved = reserved
         self.cancel_requested = False
         self.thread: threading.Thread | None = None
+        self.start_by: float | None = time.monotonic() + start_timeout_s
+
+    def overdue(self) -> bool:
+        return self.start_by is not None and time.monotonic() > self.start_by
 
 
 class Scheduler:
@@ -55,7 +67,9 @@ class Scheduler:
         store: the job store (the source of truth).
         subscribers: the jobs' watchers.
         metrics: where job telemetry goes (optional).
-        namespace: the Ray namespace of the service's supervisors.
+        namespace: the Ray namespace of the service's supervisors (one service per namespace).
+        start_timeout_s: a supervisor that has not reported RUNNING this long after it was
+            started (or re-attached to) is ended and its job starts again as a new attempt.
     """
 
     def __init__(
@@ -64,9 +78,10 @@ class Scheduler:
         subscribers: Subscribers,
         metrics: ServiceMetrics | None,
         namespace: str,
+        start_timeout_s: float = 600.0,
     ) -> None:
         self.store, self.subscribers, self.metrics = store, subscribers, metrics
-        self.namespace = namespace
+        self.namespace, self.start_timeout_s = namespace, start_timeout_s
         self._lock = threading.RLock()
         self.wake = threading.Condition(self._lock)
         self._running: dict[str, _Running] = {}
@@ -78,6 +93,7 @@ class Scheduler:
         """Recover what the store says was active, then start admitting queued jobs."""
         for job in self.store.in_states(JobState.STARTING, JobState.RUNNING):
             self._recover(job)
+        self._end_orphans()
         self._thread = threading.Thread(
             target=self._schedule_loop, name="ps-scheduler", daemon=True
         )
@@ -105,12 +121,27 @@ class Scheduler:
         if job.spec is None:
             self._fail_unreadable(job)
             return
-        handle = SupervisorHandle.attach(job.job_id, namespace=self.namespace)
+        handle = SupervisorHandle.attach(job.job_id, job.attempts, namespace=self.namespace)
         if handle is None:
             self._retry_or_fail(job, "the service restarted while the job was running")
             return
-        log.info("re-attaching to running job %s", job.job_id)
-        self._watch(job.job_id, _Running(handle, required_resources(job.spec)))
+        log.info("re-attached to job %s (attempt %d)", job.job_id, job.attempts)
+        self._watch(job.job_id, self._running_job(handle, required_resources(job.spec)))
+
+    def _end_orphans(self) -> None:
+        """End the actors of this namespace that no active job claims (a service's earlier
+        life left them: the supervisor of a job recorded as ended, or of a deleted one)."""
+        active = set(self._running)
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            name = entry["name"]
+            if entry["namespace"] != self.namespace or not name.startswith("ps:"):
+                continue
+            owner = name[3:].split(":")[0]
+            if owner in active or any(owner.startswith(f"{job}.m") for job in active):
+                continue
+            log.warning("ending actor %s: no active job claims it (left by an earlier run)", name)
+            with contextlib.suppress(Exception):
+                ray.kill(ray.get_actor(name, namespace=self.namespace), no_restart=True)
 
     def _fail_unreadable(self, job: JobRecord) -> None:
         """A record that cannot be read back fails on its own; it blocks nothing."""
@@ -192,6 +223,7 @@ class Scheduler:
                 resume=job.resume or job.attempts > 0,
                 detached=True,
                 namespace=self.namespace,
+                attempt=job.attempts + 1,
             )
         except Exception as exc:  # noqa: BLE001
             failed = self.store.transition(
@@ -199,7 +231,10 @@ class Scheduler:
             )
             self.publish_final(failed)
             return
-        self._watch(job.job_id, _Running(handle, need))
+        self._watch(job.job_id, self._running_job(handle, need))
+
+    def _running_job(self, handle: SupervisorHandle, need: dict[str, float]) -> _Running:
+        return _Running(handle, need, self.start_timeout_s)
 
     def _watch(self, job_id: str, running: _Running) -> None:
         with self._lock:
@@ -213,11 +248,16 @@ class Scheduler:
         """Relay a job's events to the store and subscribers until it ends, then record the end."""
         handle, outcome, lost = running.handle, None, ""
         try:
-            for event in handle.events(stop=lambda: self._stopping):
+            for event in handle.events(stop=lambda: self._stopping or running.overdue()):
+                if isinstance(event, StateChanged) and event.state == JobState.RUNNING:
+                    running.start_by = None
                 self._on_event(job_id, event)
             if self._stopping:
                 return
-            outcome = handle.outcome()
+            if running.overdue():
+                lost = f"its supervisor did not start the job within {self.start_timeout_s:.0f} s"
+            else:
+                outcome = handle.outcome()
         except SupervisorLost as exc:
             lost = f"the job's supervisor died: {exc}"
         handle.kill()
@@ -268,6 +308,14 @@ class Scheduler:
             self.metrics.telemetry.update(job_id, event)
         if isinstance(event, StateChanged) and event.state == JobState.STARTING:
             return  # published when the manager chose the job; the supervisor's is its history
+        try:  # first the store, so that a watcher's GetJob after an event agrees with it
+            self._store_event(job_id, event)
+        except sqlite3.Error as exc:  # the store's trouble, not the job's: keep following it
+            log.warning("job %s: could not record %s in the job store: %s", job_id, event.kind, exc)
+        if isinstance(event, RELAYED):
+            self.publish(job_id, event)
+
+    def _store_event(self, job_id: str, event: Event) -> None:
         if isinstance(event, StateChanged) and event.state == JobState.RUNNING:
             self.store.transition(job_id, JobState.RUNNING)
             self.store.update(
@@ -280,5 +328,3 @@ class Scheduler:
             )
         elif isinstance(event, Progress) and event.member is None:  # the job's, not a member's
             self.store.update(job_id, progress=event)
-        if isinstance(event, RELAYED):
-            self.publish(job_id, event)

@@ -44,6 +44,8 @@ class JobSupervisor:
         run_dir: where model.pt, spec.yaml, result.json, metrics.jsonl and checkpoints/ go.
         resume: continue from the newest checkpoint in ``run_dir`` (a restarted job).
         member: set when this job is one member of an ensemble (:mod:`ps.jobs.ensemble`).
+        attempt: the job store's attempt number this supervisor was started for (a restarted
+            service re-attaches only to the supervisor of the job's current attempt).
     """
 
     def __init__(
@@ -53,9 +55,11 @@ class JobSupervisor:
         run_dir: str,
         resume: bool = False,
         member: Member | None = None,
+        attempt: int = 0,
     ) -> None:
         torch.set_num_threads(1)
         self.job_id, self.spec, self.resume, self.member = job_id, spec, resume, member
+        self.attempt, self.started = attempt, False
         self.rundir = RunDirectory(Path(run_dir), spec)
         self.events: list[Event] = []
         self._changed: asyncio.Condition | None = None
@@ -93,6 +97,10 @@ class JobSupervisor:
         """How the job ended; None while it runs."""
         return self._outcome
 
+    def identity(self) -> tuple[int, bool]:
+        """(the attempt it was started for, whether it was handed its job: ``run`` began)."""
+        return self.attempt, self.started
+
     async def report(self, report: WorkerReport) -> None:
         """Progress from a worker (fire and forget)."""
         progress = self.figures.report(report) if self.figures else None
@@ -114,6 +122,7 @@ class JobSupervisor:
         """Train to the end; returns how it ended (the result is also in result.json). It never
         raises: a failure is an outcome, read by whoever follows the job
         (:class:`ps.jobs.handle.SupervisorHandle`)."""
+        self.started = True
         try:
             self._outcome = Outcome.succeeded(await self._run())
         except JobCancelled:

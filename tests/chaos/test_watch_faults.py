@@ -18,12 +18,14 @@ from tests.conftest import wait_until
 from tests.runtime.helpers import spec
 from tests.service.conftest import TOKEN
 
-STEPS = 1500
+STEPS = 1200
 
 
 def _shard_version(job_id: str) -> int:
+    """Shard 0's version (its actor is named in the namespace of the Ray job that runs the
+    service: here the test session's)."""
     try:
-        actor = ray.get_actor(f"ps:{job_id}:shard:0", namespace="ps")
+        actor = ray.get_actor(f"ps:{job_id}:shard:0")
         return ray.get(actor.stats.remote(), timeout=10).version
     except Exception:  # noqa: BLE001 - not created yet, or being replaced
         return -1
@@ -64,7 +66,7 @@ def test_worker_and_shard_faults_reach_watch_job_and_psctl_watch(service, tmp_pa
     def kinds():
         return [e.WhichOneof("event") for e in seen]
 
-    wait_until(lambda: _shard_version(job_id) >= 150, 120, what="150 steps")
+    wait_until(lambda: _shard_version(job_id) >= 100, 120, what="100 steps")
     kill_actor(f"ps:{job_id}:worker:1")
     wait_until(lambda: "worker_replaced" in kinds(), 60, what="WatchJob to stream the replacement")
     checkpoints = service.storage / job_id / "checkpoints"
@@ -76,7 +78,7 @@ def test_worker_and_shard_faults_reach_watch_job_and_psctl_watch(service, tmp_pa
 
     (replaced,) = [e.worker_replaced for e in seen if e.WhichOneof("event") == "worker_replaced"]
     (restored,) = [e.restored for e in seen if e.WhichOneof("event") == "restored"]
-    assert replaced.worker == 1 and replaced.step >= 150 and replaced.reason
+    assert replaced.worker == 1 and replaced.step >= 100 and replaced.reason
     assert restored.step >= 100 and restored.step % 100 == 0 and "shard lost" in restored.reason
     final = seen[-1].finished  # the job's end comes last
     assert final.state == pb.JOB_STATE_SUCCEEDED, final.error

@@ -17,7 +17,7 @@ def test_polls_are_answered_while_the_final_evaluation_runs(ray_runtime, tmp_pat
     pauses = tmp_path / "pauses"
     pauses.mkdir()
     (pauses / "final-model.hold").touch()
-    job = parse_spec(spec(training={"epochs": 1, "max_steps": 20}))
+    job = parse_spec(spec(training={"epochs": 3, "max_steps": 20}))  # 10 steps an epoch
     supervisor = (
         ray.remote(JobSupervisor)
         .options(
