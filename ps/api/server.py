@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import threading
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from ps.metrics import ServiceMetrics
 from ps.v1 import training_pb2, training_pb2_grpc
 
 SERVICE_NAME = training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name
+HEALTH_CHECK_S = 1.0
 
 
 class InsecureBind(PSError):
@@ -94,10 +96,38 @@ def run_server(
     else:
         port = server.add_insecure_port(address)
     server.start()
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    stopped = threading.Event()
+    reporter = threading.Thread(
+        target=_report_health,
+        args=(health_servicer, manager, stopped),
+        name="ps-health",
+        daemon=True,
+    )
+    reporter.start()
     try:
         yield server, port
     finally:
+        stopped.set()
+        reporter.join(timeout=5)
         health_servicer.enter_graceful_shutdown()
         server.stop(grace=2).wait()
+
+
+def _report_health(
+    servicer: health.HealthServicer, manager: JobManager, stopped: threading.Event
+) -> None:
+    """SERVING while the job store accepts writes, NOT_SERVING while it refuses them (a full
+    disk): checked every :data:`HEALTH_CHECK_S` until ``stopped``."""
+    last = None
+    while True:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if manager.store.writable
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        if status != last:
+            for name in ("", SERVICE_NAME):
+                servicer.set(name, status)
+            last = status
+        if stopped.wait(HEALTH_CHECK_S):
+            return

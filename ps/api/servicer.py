@@ -19,6 +19,7 @@ from ps.jobs.errors import (
     JobNotFound,
     QueueFull,
     ResourceError,
+    StoreUnavailable,
     TerminalState,
 )
 from ps.jobs.events import JobEnded, StateChanged
@@ -38,6 +39,7 @@ STATUS = {
     TerminalState: grpc.StatusCode.FAILED_PRECONDITION,
     QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ClusterUnavailable: grpc.StatusCode.UNAVAILABLE,
+    StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
     UserCodeNotAllowed: grpc.StatusCode.PERMISSION_DENIED,
 }
 CHUNK = 1 << 20

@@ -29,6 +29,10 @@ class ClusterUnavailable(PSError):
     """Ray cannot be reached."""
 
 
+class StoreUnavailable(PSError):
+    """The job store refuses writes (a full disk, a read-only or failing file system)."""
+
+
 class ResourceError(PSError):
     """The job asks for more than the Ray cluster has (it can never fit)."""
 

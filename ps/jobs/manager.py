@@ -24,6 +24,7 @@ from ps.jobs.errors import (
     JobNotFound,
     QueueFull,
     ResourceError,
+    StoreUnavailable,
 )
 from ps.jobs.events import Event, StateChanged
 from ps.jobs.scheduler import Scheduler
@@ -41,6 +42,7 @@ _OUTCOMES = {
     ResourceError: "too_large",
     QueueFull: "queue_full",
     ClusterUnavailable: "unavailable",
+    StoreUnavailable: "unavailable",
     UserCodeNotAllowed: "forbidden",
 }
 
@@ -199,7 +201,12 @@ class JobManager:
                 shutil.copytree(code, run_dir / "code", dirs_exist_ok=True)
                 model = spec.model.model_copy(update={"code": str(run_dir / "code")})
                 spec = spec.model_copy(update={"model": model})
-            record = self.store.create(job_id, spec, str(run_dir))
+            try:
+                record = self.store.create(job_id, spec, str(run_dir))
+            except StoreUnavailable:
+                if code is not None:  # a refused submission leaves nothing behind
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                raise
             self._wake.notify_all()
         self._publish(job_id, StateChanged(state=JobState.QUEUED))
         return record

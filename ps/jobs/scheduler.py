@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 import threading
 import time
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import ray
 
 from ps.jobs.admission import required_resources
-from ps.jobs.errors import ClusterUnavailable
+from ps.jobs.errors import ClusterUnavailable, StoreUnavailable
 from ps.jobs.events import (
     Evaluation,
     Event,
@@ -35,6 +34,7 @@ from ps.jobs.subscribers import Subscribers
 from ps.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
+STORE_RETRY_S = 1.0  # how often the end of a job is retried while the store refuses writes
 
 RELAYED = (StateChanged, Progress, Evaluation, Restored, WorkerReplaced)
 """The supervisor events watchers receive (besides the manager's own state changes)."""
@@ -297,11 +297,19 @@ class Scheduler:
         return self._finish(job_id, JobState.FAILED, error=outcome.reason if outcome else lost)
 
     def _finish(self, job_id: str, state: JobState, **fields: Any) -> JobRecord | None:
-        try:
-            return self.store.transition(job_id, state, **fields)
-        except Exception:  # noqa: BLE001 - already terminal (e.g. deleted meanwhile)
-            log.exception("could not record the end of %s", job_id)
-            return None
+        """Record a job's end; while the store refuses writes, retry until it accepts them
+        (or the service stops): a job that ended is never left recorded as running."""
+        while True:
+            try:
+                return self.store.transition(job_id, state, **fields)
+            except StoreUnavailable as exc:
+                if self._stopping:
+                    return None
+                log.warning("job %s ended %s; retrying to record it: %s", job_id, state.value, exc)
+                time.sleep(STORE_RETRY_S)
+            except Exception:  # noqa: BLE001 - already terminal (e.g. deleted meanwhile)
+                log.exception("could not record the end of %s", job_id)
+                return None
 
     def _on_event(self, job_id: str, event: Event) -> None:
         if self.metrics:
@@ -310,7 +318,7 @@ class Scheduler:
             return  # published when the manager chose the job; the supervisor's is its history
         try:  # first the store, so that a watcher's GetJob after an event agrees with it
             self._store_event(job_id, event)
-        except sqlite3.Error as exc:  # the store's trouble, not the job's: keep following it
+        except StoreUnavailable as exc:  # the store's trouble, not the job's: keep following it
             log.warning("job %s: could not record %s in the job store: %s", job_id, event.kind, exc)
         if isinstance(event, RELAYED):
             self.publish(job_id, event)

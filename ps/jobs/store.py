@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ps.errors import clip
-from ps.jobs.errors import JobExists, JobNotFound, TerminalState
+from ps.jobs.errors import JobExists, JobNotFound, StoreUnavailable, TerminalState
 from ps.jobs.events import JobResult, Progress
 from ps.jobs.state import JobState
 from ps.spec import JobSpec
@@ -85,6 +85,7 @@ class JobStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._specs: dict[str, JobSpec] = {}
+        self.writable = True  # False after a write it refused, until one succeeds
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -103,10 +104,11 @@ class JobStore:
 
         Raises:
             JobExists: the id is taken (never overwritten).
+            StoreUnavailable: the store refuses writes (nothing was created).
         """
         with self._lock:
             try:
-                self._db.execute(
+                self._write(
                     "INSERT INTO jobs(job_id, seq, name, state, spec, created_at, run_dir) "
                     "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, ?, ?)",
                     (
@@ -212,7 +214,7 @@ class JobStore:
         if state.is_terminal():
             sets.setdefault("finished_at", time.time())
         with self._lock:
-            cur = self._db.execute(
+            cur = self._write(
                 f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in sets)} "
                 f"WHERE job_id = ? AND state NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED')",
                 [*sets.values(), job_id],
@@ -231,7 +233,7 @@ class JobStore:
             TerminalState: the job is SUCCEEDED or not terminal.
         """
         with self._lock:
-            cur = self._db.execute(
+            cur = self._write(
                 "UPDATE jobs SET state = 'QUEUED', attempts = 0, resume = 1, error = '', "
                 "finished_at = NULL WHERE job_id = ? AND state IN ('FAILED', 'CANCELLED')",
                 (job_id,),
@@ -251,7 +253,7 @@ class JobStore:
         """Update non-state fields (progress) of a job that is not terminal; a no-op otherwise."""
         enc = _encode(fields)
         with self._lock:
-            self._db.execute(
+            self._write(
                 f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in enc)} "
                 f"WHERE job_id = ? AND state NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED')",
                 [*enc.values(), job_id],
@@ -259,8 +261,28 @@ class JobStore:
 
     def delete(self, job_id: str) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+            self._write("DELETE FROM jobs WHERE job_id = ?", (job_id,))
             self._specs.pop(job_id, None)
+
+    def _write(self, sql: str, params) -> sqlite3.Cursor:
+        """One write (the caller holds the lock).
+
+        Raises:
+            StoreUnavailable: the store refuses writes (nothing was changed).
+        """
+        try:
+            cursor = self._db.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            raise self._unwritable(exc) from None
+        self.writable = True
+        return cursor
+
+    def _unwritable(self, exc: sqlite3.OperationalError) -> StoreUnavailable:
+        self.writable = False
+        return StoreUnavailable(
+            f"the job store ({self.path}) refuses writes: {exc}; nothing was changed — retry "
+            "once it accepts writes again"
+        )
 
 
 def _encode(fields: dict[str, Any]) -> dict[str, Any]:
