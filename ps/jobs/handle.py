@@ -18,6 +18,7 @@ import ray
 
 from ps.errors import PSError
 from ps.jobs.actors import actor_name
+from ps.jobs.attempt import first_line
 from ps.jobs.events import Event, JobResult
 from ps.jobs.usercode import runtime_env
 from ps.spec import JobSpec
@@ -155,7 +156,7 @@ class SupervisorHandle:
                 ref = self.actor.poll.remote(cursor, POLL_S)
                 events, cursor, done = ray.get(ref, timeout=POLL_DEADLINE_S)
             except Exception as exc:  # noqa: BLE001 - the actor died, hung, or Ray failed
-                raise SupervisorLost(_first_line(exc)) from None
+                raise SupervisorLost(first_line(exc)) from None
             yield from events
 
     async def stream(self) -> AsyncIterator[Event]:
@@ -166,7 +167,7 @@ class SupervisorHandle:
                 ref = self.actor.poll.remote(cursor, POLL_S)
                 events, cursor, done = await asyncio.wait_for(ref, POLL_DEADLINE_S)
             except Exception as exc:  # noqa: BLE001
-                raise SupervisorLost(_first_line(exc)) from None
+                raise SupervisorLost(first_line(exc)) from None
             for event in events:
                 yield event
 
@@ -179,16 +180,7 @@ class SupervisorHandle:
         try:
             outcome = ray.get(self.actor.outcome.remote(), timeout=timeout)
         except Exception as exc:  # noqa: BLE001
-            raise SupervisorLost(_first_line(exc)) from None
-        if outcome is None:
-            raise SupervisorLost("the supervisor has not ended")
-        return outcome
-
-    async def wait(self) -> Outcome:
-        """Follow it to the end on an event loop: its outcome (events are dropped)."""
-        async for _ in self.stream():
-            pass
-        outcome = await self.actor.outcome.remote()
+            raise SupervisorLost(first_line(exc)) from None
         if outcome is None:
             raise SupervisorLost("the supervisor has not ended")
         return outcome
@@ -203,8 +195,3 @@ class SupervisorHandle:
         """End the actor (whatever it is doing)."""
         with contextlib.suppress(Exception):
             ray.kill(self.actor, no_restart=True)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
