@@ -47,12 +47,12 @@ class Profiler:
 
     def run(self, shard, token: bytes | None, steps: int) -> dict[str, float]:
         from workers.flat import FlatModel
-        from workers.transport import ShardClient
+        from workers.transport import ShardClient, StepPull, StepPush
 
         client = ShardClient(0, [shard], [(0, self.n)], self.n, job_id="profile", token=token)
         flat = FlatModel(self.net, client.state, client.grads)
         phases = {"forward + backward": [], "norm and bookkeeping": [], "push": [], "pull": []}
-        read = client.pull(0)
+        read = client.pull(StepPull(0))
         for clock in range(steps):
             idx = torch.randint(0, len(self.x), (128,))
             t0 = time.perf_counter()
@@ -62,7 +62,9 @@ class Profiler:
             grad = flat.gradient()
             norm = float(torch.linalg.vector_norm(grad))
             t2 = time.perf_counter()
-            client.send(clock + 1, read[0], read[1], norm, clock + 1)
+            client.send(
+                StepPush(clock + 1, read.version, read.min_clock, norm), StepPull(clock + 1)
+            )
             client.acks()
             t3 = time.perf_counter()
             read = client.read()

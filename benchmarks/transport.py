@@ -35,7 +35,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from ps.server.actor import ParameterShard
 from ps.server.config import ShardConfig
 from ps.server.slices import param_slices
-from workers.transport import ShardClient
+from workers.transport import ShardClient, StepPull, StepPush
 
 LINKS = {"shm": ("auto", True), "unix": ("auto", False), "object store": ("object_store", True)}
 
@@ -68,10 +68,10 @@ class BenchWorker:
         client.grads.fill_(1e-3)
         times = []
         try:
-            client.pull(0)
+            client.pull(StepPull(0))
             for clock in range(reps + 1):
                 t0 = time.perf_counter()
-                client.send(clock + 1, clock, clock, 1.0, clock + 1)
+                client.send(StepPush(clock + 1, clock, clock, 1.0), StepPull(clock + 1))
                 client.acks()
                 client.read()
                 times.append(time.perf_counter() - t0)
