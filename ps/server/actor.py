@@ -158,6 +158,26 @@ class ParameterShard:
         with self.lock:
             return self.core.final()
 
+    async def hold(self) -> int | None:
+        """Begin stopping to hand the job back (see :meth:`ShardCore.hold`)."""
+        with self.lock:
+            step = self.core.hold()
+        await self._notify()
+        self._changed_here()
+        return step
+
+    async def stop_after(self, step: int) -> None:
+        """Stop once every worker pushed ``step`` (see :meth:`ShardCore.stop_after`)."""
+        with self.lock:
+            self.core.stop_after(step)
+        await self._notify()
+        self._changed_here()
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Its version and checkpoint state where a hand-back stopped it."""
+        with self.lock:
+            return self.core.checkpoint()
+
     def lookup_rows(self, clock: int, table: int, keys: np.ndarray) -> np.ndarray:
         """Embedding rows for a worker at ``clock`` (a read outside the pull)."""
         with self.lock:

@@ -28,6 +28,7 @@ from ps.protocol.messages import PullReply, Push, RowsPush, RowsRequest, Status
 from ps.server.config import ShardConfig, ShardStats
 from ps.server.dense import DenseSlice, all_finite
 from ps.server.gate import ClockGate
+from ps.server.handoff import HandOff
 from ps.server.sync import SyncStep
 from ps.server.tables import ShardTables
 
@@ -71,6 +72,7 @@ class ShardCore:
         self.tables = ShardTables(config.tables, self.gate, self.sync, eval_keys)
         self.stopped = config.max_version == 0
         self.last_seq = [0] * config.workers
+        self.handoff = HandOff()
         self.snapshots: dict[int, dict[str, Any]] = {}
         self.nonfinite_in_a_row = 0
         self.diverged: str | None = None
@@ -123,7 +125,11 @@ class ShardCore:
 
     # -- reads -------------------------------------------------------------------------------
     def may_pull(self, clock: int) -> bool:
-        return self.stopped or (self.gate.may_pull(clock) and self.tables.may_pull(clock))
+        if self.stopped:
+            return True
+        return (
+            self.handoff.allows(clock) and self.gate.may_pull(clock) and self.tables.may_pull(clock)
+        )
 
     def read(self, clock: int, rows: list[RowsRequest] | tuple = ()) -> PullReply:
         """What a worker at ``clock`` computes its next gradient from, and the embedding rows
@@ -179,7 +185,10 @@ class ShardCore:
             return Status.STOPPED
         finite = _finite_norm(push.grad_norm) and all_finite(grad) and rows_finite
         self._count(push, finite)
-        return self._take(push, grad, buffers, rows, finite)
+        status = self._take(push, grad, buffers, rows, finite)
+        if self.handoff.reached(self.last_seq):
+            self._stop_for_handoff()
+        return status
 
     def _take(self, push: Push, grad, buffers, rows, finite: bool) -> Status:
         """Gate bookkeeping, then accumulate (sync) or apply (async / ssp)."""
@@ -261,6 +270,36 @@ class ShardCore:
 
     def stop(self) -> None:
         self.stopped = True
+
+    # -- handing the job back: stop where a checkpoint is whole ------------------------------
+    def hold(self) -> int | None:
+        """The first step of stopping to hand the job back (:mod:`ps.server.handoff`): returns
+        the step this shard can stop after, or None when it stopped at once (no step of
+        several pushes is in progress outside sync mode, so its state now is whole)."""
+        if self.stopped:
+            return None
+        if self.sync is None:
+            self._stop_for_handoff()
+            return None
+        return self.handoff.hold(max(self.last_seq) + 1)
+
+    def stop_after(self, step: int) -> None:
+        """The second: stop once every worker has pushed ``step`` (the largest of the
+        shards' :meth:`hold` answers), and not before."""
+        if self.stopped:
+            return
+        self.handoff.stop_after(step)
+        if self.handoff.reached(self.last_seq):
+            self._stop_for_handoff()
+
+    def _stop_for_handoff(self) -> None:
+        self.handoff.state = {"version": self.version, "state": self.state_dict()}
+        self.stopped = True
+
+    def checkpoint(self) -> dict[str, Any]:
+        """``{"version", "state"}`` where a hand-back stopped this shard (pushes refused after
+        it are not in it), else as it is now."""
+        return self.handoff.state or {"version": self.version, "state": self.state_dict()}
 
     def final(self) -> dict[str, Any]:
         """Parameters and version at the end of training."""

@@ -103,3 +103,66 @@ def test_a_malformed_push_changes_nothing_not_even_its_sequence_number():
         c.push(Push(0, 1, 0, 0), np.ones(3, np.float32))
     assert c.worker_clock(0) == 0 and c.version == 0
     assert c.push(Push(0, 1, 0, 0), np.ones(4, np.float32)) == "applied"  # seq 1 is still free
+
+
+def _grad(value: float) -> np.ndarray:
+    return np.full(4, value, np.float32)
+
+
+def test_a_hand_back_in_sync_mode_stops_at_a_whole_step_not_inside_one():
+    c = core(workers=2)
+    c.push(Push(0, 1, 0, 0), _grad(1.0))
+    c.push(Push(1, 1, 0, 0), _grad(3.0))  # step 1 applied
+    c.push(Push(0, 2, 1, 1), _grad(1.0))  # step 2 half taken
+    step = c.hold()
+    assert step == 3  # worker 0 may already compute step 3 from the parameters after step 2
+    assert c.may_pull(1) and not c.may_pull(3)
+    c.stop_after(step)
+    assert not c.stopped
+    c.push(Push(1, 2, 1, 1), _grad(3.0))  # step 2 whole
+    c.push(Push(0, 3, 2, 2), _grad(1.0))
+    assert not c.stopped and not c.may_pull(3)
+    c.push(Push(1, 3, 2, 2), _grad(3.0))  # step 3 whole: stop here
+    assert c.stopped and c.version == 3
+    c.push(Push(0, 4, 3, 3), _grad(1.0))  # refused after the stop: not in the checkpoint
+    taken = c.checkpoint()
+    assert taken["version"] == 3
+    assert taken["state"]["clocks"] == [3, 3] and taken["state"]["last_seq"] == [3, 3]
+    # Resumed from it, the next step is the one a run without the hand-back takes.
+    resumed = core(workers=2)
+    resumed.load_state_dict(taken["state"])
+    reference = core(workers=2)
+    for seq in range(1, 5):
+        for worker, value in ((0, 1.0), (1, 3.0)):
+            reference.push(Push(worker, seq, seq - 1, seq - 1), _grad(value))
+            if seq == 4:
+                resumed.push(Push(worker, seq, seq - 1, seq - 1), _grad(value))
+    assert resumed.version == reference.version == 4
+    np.testing.assert_array_equal(resumed.params.numpy(), reference.params.numpy())
+
+
+def test_the_shards_of_a_hand_back_stop_after_the_same_step():
+    ahead, behind = core(workers=2), core(workers=2)
+    for c in (ahead, behind):
+        c.push(Push(0, 1, 0, 0), _grad(1.0))
+        c.push(Push(1, 1, 0, 0), _grad(1.0))
+    ahead.push(Push(0, 2, 1, 1), _grad(1.0))  # worker 0 reached this shard first
+    step = max(ahead.hold(), behind.hold())
+    assert step == 3
+    for c in (ahead, behind):
+        c.stop_after(step)
+    for seq, worker in ((2, 0), (2, 1), (3, 0), (3, 1)):
+        for c in (ahead, behind):
+            if c.last_seq[worker] < seq:
+                c.push(Push(worker, seq, seq - 1, seq - 1), _grad(1.0))
+    assert ahead.stopped and behind.stopped
+    assert ahead.checkpoint()["version"] == behind.checkpoint()["version"] == 3
+
+
+def test_a_hand_back_in_async_mode_stops_at_once_and_keeps_refused_pushes_out():
+    c = core(mode="async", workers=2)
+    c.push(Push(0, 1, 0, 0), _grad(1.0))
+    assert c.hold() is None and c.stopped
+    assert c.push(Push(1, 1, 0, 0), _grad(1.0)) == "stopped"
+    taken = c.checkpoint()
+    assert taken["version"] == 1 and taken["state"]["last_seq"] == [1, 0]
