@@ -31,6 +31,8 @@ class ServiceConfig:
             ``storage/data``).
         metrics_port: the Prometheus port on ``host`` (0: any free port; -1: no endpoint).
         allow_user_code: accept jobs that run their own code (in their actors, never here).
+        hand_back_timeout_s: on stop, how long running jobs get to checkpoint and go back to
+            the queue (0: they keep running; the next start re-attaches to them).
     """
 
     storage: Path
@@ -45,6 +47,7 @@ class ServiceConfig:
     tls_key: Path | None = None
     max_queue: int = 100
     allow_user_code: bool = False
+    hand_back_timeout_s: float = 60.0
 
 
 @dataclass
@@ -81,6 +84,7 @@ def run_service(config: ServiceConfig) -> Iterator[RunningService]:
             data_root=data_root,
             max_queue=config.max_queue,
             allow_user_code=config.allow_user_code,
+            hand_back_timeout_s=config.hand_back_timeout_s,
         ),
         metrics,
     )

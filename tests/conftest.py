@@ -83,6 +83,7 @@ ISOLATED = (
     "tests/deploy/test_local_cluster.py",
     "tests/chaos/test_node_loss.py",
     "tests/chaos/test_service_restart.py",
+    "tests/chaos/test_service_soak.py",
 )
 ISOLATED_GROUP = "isolated"
 

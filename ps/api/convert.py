@@ -157,6 +157,7 @@ def job_to_proto(job: JobRecord) -> pb.Job:
         error=job.error or job.unreadable,
         run_dir=job.run_dir,
         attempts=job.attempts,
+        handbacks=job.handbacks,
         unreadable=bool(job.unreadable),
     )
     if job.spec is not None:

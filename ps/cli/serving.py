@@ -26,6 +26,14 @@ TokenFileOpt = Annotated[
 ]
 TlsCertOpt = Annotated[Path | None, typer.Option(help="PEM certificate (with --tls-key) for TLS")]
 TlsKeyOpt = Annotated[Path | None, typer.Option(help="PEM private key")]
+HandBackOpt = Annotated[
+    float,
+    typer.Option(
+        help="on SIGTERM/SIGINT, seconds running jobs get to checkpoint and go back to the "
+        "queue (0: they keep running, re-attached on the next start)",
+        min=0,
+    ),
+]
 
 
 def serve(
@@ -46,6 +54,7 @@ def serve(
     allow_user_code: Annotated[
         bool, typer.Option(help="accept jobs with their own code (it runs in their actors)")
     ] = False,
+    hand_back_timeout: HandBackOpt = 60.0,
 ) -> None:
     """Run the training service until SIGINT/SIGTERM."""
     import os
@@ -69,6 +78,7 @@ def serve(
             tls_key=tls_key,
             max_queue=max_queue,
             allow_user_code=allow_user_code,
+            hand_back_timeout_s=hand_back_timeout,
         )
         _serve_until_stopped(config, ray_address)
     except PSError as exc:
@@ -76,12 +86,17 @@ def serve(
 
 
 def _serve_until_stopped(config, ray_address: str | None) -> None:
+    import logging
     import signal
     import threading
 
     from ps.jobs.runner import ray_session
     from ps.service import run_service
 
+    # What the service does on its own (recovery, hand-backs, orphans) goes to stderr.
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     stop = threading.Event()
     with ray_session(ray_address, namespace="ps"), run_service(config) as service:
         # After ray.init, which installs handlers of its own: a signal stops us cleanly.
@@ -101,3 +116,9 @@ def _serve_until_stopped(config, ray_address: str | None) -> None:
                 flush=True,
             )
         stop.wait()
+        if config.hand_back_timeout_s > 0:
+            print(
+                "psctl serve: stopping; running jobs checkpoint and go back to the queue "
+                f"(up to {config.hand_back_timeout_s:.0f} s)",
+                flush=True,
+            )

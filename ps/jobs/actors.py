@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from ps.jobs.recovery import buffer_removals
 from ps.jobs.resolved import ResolvedJob
-from ps.protocol import shm, wire
+from ps.protocol import wire
 from ps.server.actor import ParameterShard
 from ps.server.config import ShardConfig
 from ps.server.slices import param_slices
@@ -208,6 +208,19 @@ class JobActors:
         await asyncio.gather(*[s.stop.remote() for s in gen.shards], return_exceptions=True)
 
     @staticmethod
+    async def hand_back_shards(gen: Generation) -> None:
+        """Stop the shards where a checkpoint is one whole step on all of them
+        (:mod:`ps.server.handoff`); training ends there, as at the last step."""
+        holds = await asyncio.gather(
+            *[s.hold.remote() for s in gen.shards], return_exceptions=True
+        )  # a dead shard: the restore that follows sees the job preempted and stops there
+        steps = [step for step in holds if isinstance(step, int)]
+        if steps:
+            await asyncio.gather(
+                *[s.stop_after.remote(max(steps)) for s in gen.shards], return_exceptions=True
+            )
+
+    @staticmethod
     async def close(gen: Generation | None) -> None:
         """Close the shards' channels (bounded wait; dead shards are ignored), then kill all."""
         if gen is None:
@@ -256,14 +269,7 @@ class JobActors:
 
     async def cleanup_shm(self) -> None:
         """Remove this job's shared-memory buffers on every node (killed workers leave theirs)."""
-        unlink = ray.remote(num_cpus=0)(shm.unlink_prefix)
-        refs = [
-            unlink.options(
-                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-            ).remote(shm.prefix(self.job_id))
-            for n in ray.nodes()
-            if n["Alive"]
-        ]
+        refs = buffer_removals(self.job_id)
         # A node that is going away has nothing left to clean: its failure is not the job's.
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.gather(*refs, return_exceptions=True), 60)

@@ -23,7 +23,7 @@ import ray
 
 from ps.jobs.actors import actor_name
 from ps.jobs.admission import Member
-from ps.jobs.errors import JobCancelled
+from ps.jobs.errors import JobCancelled, JobPreempted
 from ps.jobs.events import (
     Evaluation,
     Finished,
@@ -73,6 +73,12 @@ class EnsembleSupervisor(JobSupervisor):
             *[c.actor.cancel.remote() for c in self.children], return_exceptions=True
         )
 
+    async def preempt(self) -> None:
+        self.preempted = True
+        await asyncio.gather(
+            *[c.actor.preempt.remote() for c in self.children], return_exceptions=True
+        )
+
     def _child(self, index: int) -> SupervisorHandle:
         spec, job_id = self.spec, member_id(self.job_id, index)
         with contextlib.suppress(ValueError):  # an earlier incarnation's member
@@ -103,6 +109,8 @@ class EnsembleSupervisor(JobSupervisor):
             return outcome.result
         if outcome.kind == "cancelled":
             raise JobCancelled("the job was cancelled")
+        if outcome.kind == "preempted":
+            raise JobPreempted(f"member {index}: {outcome.reason}")
         raise RuntimeError(outcome.reason)
 
     async def _run(self) -> JobResult:
@@ -119,6 +127,8 @@ class EnsembleSupervisor(JobSupervisor):
         self.total_steps = plan.total_steps * members
         started = time.monotonic()
         self.children = [self._child(i) for i in range(members)]
+        if self.preempted:  # asked before the members existed
+            await self.preempt()
         runs = [asyncio.ensure_future(self._member(i, c)) for i, c in enumerate(self.children)]
         await self.emit(
             StateChanged(
@@ -140,6 +150,9 @@ class EnsembleSupervisor(JobSupervisor):
         """Every member's result; the first failure (or a cancel) stops the others."""
         done, pending = await asyncio.wait(runs, return_when=asyncio.FIRST_EXCEPTION)
         failed = [t for t in done if t.exception() is not None]
+        if failed and self.preempted:  # every member checkpoints; each resumes from its own
+            await asyncio.gather(*pending, return_exceptions=True)
+            raise JobPreempted("its members stopped at checkpoints to go back to the queue")
         if failed:
             # Whether the job was cancelled is decided before the failure stops the others.
             cancelled = self.cancelled

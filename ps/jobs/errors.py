@@ -41,6 +41,11 @@ class JobCancelled(PSError):
     """The job was cancelled while it ran."""
 
 
+class JobPreempted(PSError):
+    """The job was stopped at a checkpoint to be handed back to the queue (the service is
+    stopping, or another job needs its resources); it resumes from that checkpoint."""
+
+
 class ShardLost(PSError):
     """A parameter-server shard died; training continues from the last checkpoint."""
 

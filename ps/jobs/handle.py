@@ -20,6 +20,7 @@ from ps.errors import PSError
 from ps.jobs.actors import actor_name
 from ps.jobs.attempt import first_line
 from ps.jobs.events import Event, JobResult
+from ps.jobs.hooks import pause_at
 from ps.jobs.usercode import runtime_env
 from ps.spec import JobSpec
 
@@ -33,12 +34,13 @@ class Outcome:
     """How a job's supervisor ended.
 
     Attributes:
-        kind: ``succeeded`` (``result`` is set), ``cancelled`` or ``failed`` (``reason`` says
-            why; ``error`` is the domain error that failed it, when there is one: a spec the
-            data refutes, say).
+        kind: ``succeeded`` (``result`` is set), ``cancelled``, ``preempted`` (stopped at a
+            checkpoint to go back to the queue; ``reason`` says where) or ``failed``
+            (``reason`` says why; ``error`` is the domain error that failed it, when there is
+            one: a spec the data refutes, say).
     """
 
-    kind: Literal["succeeded", "cancelled", "failed"]
+    kind: Literal["succeeded", "cancelled", "preempted", "failed"]
     result: JobResult | None = None
     reason: str = ""
     error: PSError | None = None
@@ -50,6 +52,10 @@ class Outcome:
     @classmethod
     def cancelled(cls) -> Outcome:
         return cls("cancelled", reason="cancelled")
+
+    @classmethod
+    def preempted(cls, reason: str) -> Outcome:
+        return cls("preempted", reason=reason)
 
     @classmethod
     def failed(cls, exc: BaseException | str) -> Outcome:
@@ -112,6 +118,7 @@ class SupervisorHandle:
             .options(**options)
             .remote(job_id, spec, run_dir, **kwargs)
         )
+        pause_at("supervisor-created")  # a test's window: the actor exists, its job not yet
         actor.run.remote()
         return cls(actor, job_id)
 
@@ -190,6 +197,16 @@ class SupervisorHandle:
         """Ask it to cancel the job (it ends with a ``cancelled`` outcome)."""
         with contextlib.suppress(Exception):
             ray.get(self.actor.cancel.remote(), timeout=timeout)
+
+    def preempt(self, timeout: float = 10.0) -> bool:
+        """Ask it to stop at a checkpoint of the current step and end with a ``preempted``
+        outcome; returns once it has taken the request (False: it did not answer in
+        ``timeout`` s). :meth:`events` and :meth:`outcome` tell when it has ended."""
+        try:
+            ray.get(self.actor.preempt.remote(), timeout=timeout)
+            return True
+        except Exception:  # noqa: BLE001 - gone or hung: the caller's deadline decides
+            return False
 
     def kill(self) -> None:
         """End the actor (whatever it is doing)."""

@@ -82,6 +82,9 @@ class ManagerConfig:
             started starts again as a new attempt (a stuck start never holds the queue).
         allow_user_code: accept jobs that run the user's own code (``model.module``,
             ``model.loss_fn``, a code archive); it runs in the jobs' actors, never here.
+        hand_back_timeout_s: at shutdown, how long running jobs get to checkpoint and go back
+            to the queue (they resume on the next start); 0: they keep running, and the next
+            start re-attaches to them.
     """
 
     storage: Path
@@ -90,6 +93,7 @@ class ManagerConfig:
     cancel_timeout_s: float = 60.0
     allow_user_code: bool = False
     start_timeout_s: float = 600.0
+    hand_back_timeout_s: float = 60.0
 
 
 class JobManager:
@@ -113,7 +117,11 @@ class JobManager:
         self.scheduler.start()
 
     def shutdown(self) -> None:
-        """Stop admitting and watching. Running jobs keep running (their supervisors are detached)."""
+        """Hand the running jobs back to the queue, checkpointed (within
+        ``hand_back_timeout_s``), then stop admitting and watching. A job not handed back in
+        time keeps running (its supervisor is detached) and is re-attached on the next start."""
+        if self.config.hand_back_timeout_s > 0:
+            self.scheduler.hand_back(self.config.hand_back_timeout_s)
         self.scheduler.shutdown()
 
     def resume(self, job_id: str) -> JobRecord:
@@ -182,7 +190,7 @@ class JobManager:
                     update={"model": spec.model.model_copy(update={"code": str(code)})}
                 )
             admission = admit(spec, self.config.data_root, allow_user_code=allowed)
-            check_fits(admission, self.scheduler.cluster_resources())
+            check_fits(admission, self.scheduler.capacity.total())
             return self._enqueue(job_id, admission.spec, incoming if code_archive else None)
         finally:
             shutil.rmtree(incoming, ignore_errors=True)

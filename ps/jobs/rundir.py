@@ -24,6 +24,7 @@ import torch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ps.jobs.events import HISTORY_KINDS, Event, JobResult
+from ps.jobs.hooks import pause_at
 from ps.jobs.snapshot import ModelState
 from ps.plot import plot_curves
 from ps.server.checkpoint import latest_checkpoint, read_checkpoint, write_checkpoint
@@ -156,6 +157,7 @@ class RunDirectory:
         best: ModelState | None,
     ) -> float:
         """Write one whole-job checkpoint atomically; returns the seconds it took."""
+        pause_at("checkpoint")
         t0 = time.perf_counter()
         extra = {"best.pt": best.to_saved()} if best is not None else {}
         write_checkpoint(

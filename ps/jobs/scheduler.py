@@ -1,23 +1,23 @@
 """The scheduler: starts queued jobs when the cluster has room, follows their supervisors
-through :class:`ps.jobs.handle.SupervisorHandle`, records how they end, and recovers the jobs
-that were active when the service last stopped.
+through :class:`ps.jobs.handle.SupervisorHandle`, records how they end, recovers the jobs
+that were active when the service last stopped, and hands running jobs back to the queue
+(checkpointed) when the service stops.
 
-It holds the running jobs (their handles and reserved resources); the job manager
-(:mod:`ps.jobs.manager`) takes requests and asks it to cancel a running job.
+It holds the running jobs (their handles) and, in :class:`ps.jobs.capacity.Capacity`, what they
+reserve; the job manager (:mod:`ps.jobs.manager`) takes requests and asks it to cancel a running
+job.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from typing import Any
 
-import ray
-
 from ps.jobs.admission import required_resources
-from ps.jobs.errors import ClusterUnavailable, StoreUnavailable
+from ps.jobs.capacity import Capacity
+from ps.jobs.errors import StoreUnavailable
 from ps.jobs.events import (
     Evaluation,
     Event,
@@ -28,6 +28,8 @@ from ps.jobs.events import (
     WorkerReplaced,
 )
 from ps.jobs.handle import Outcome, SupervisorHandle, SupervisorLost
+from ps.jobs.hooks import pause_at
+from ps.jobs.recovery import end_orphans, remove_buffers
 from ps.jobs.state import JobState
 from ps.jobs.store import JobRecord, JobStore
 from ps.jobs.subscribers import Subscribers
@@ -47,11 +49,8 @@ class _Running:
     has).
     """
 
-    def __init__(
-        self, handle: SupervisorHandle, reserved: dict[str, float], start_timeout_s: float
-    ) -> None:
+    def __init__(self, handle: SupervisorHandle, start_timeout_s: float) -> None:
         self.handle = handle
-        self.reserved = reserved
         self.cancel_requested = False
         self.thread: threading.Thread | None = None
         self.start_by: float | None = time.monotonic() + start_timeout_s
@@ -85,7 +84,9 @@ class Scheduler:
         self._lock = threading.RLock()
         self.wake = threading.Condition(self._lock)
         self._running: dict[str, _Running] = {}
+        self.capacity = Capacity()
         self._stopping = False
+        self._draining = False  # handing jobs back: nothing new starts
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -93,14 +94,44 @@ class Scheduler:
         """Recover what the store says was active, then start admitting queued jobs."""
         for job in self.store.in_states(JobState.STARTING, JobState.RUNNING):
             self._recover(job)
-        self._end_orphans()
+        end_orphans(self.namespace, set(self._running))
         self._thread = threading.Thread(
             target=self._schedule_loop, name="ps-scheduler", daemon=True
         )
         self._thread.start()
 
+    def hand_back(self, timeout: float) -> list[str]:
+        """Stop admitting; ask every running job to checkpoint where it is and stop, and wait
+        up to ``timeout`` s for each to be queued again (it resumes from that checkpoint on
+        the next start). Returns the jobs still running then: their supervisors go on, and
+        the next start of the service re-attaches to them."""
+        with self.wake:
+            self._draining = True
+            running = dict(self._running)
+        deadline = time.monotonic() + timeout
+        asked = [
+            job_id
+            for job_id, job in running.items()
+            if job.handle.preempt(max(0.1, deadline - time.monotonic()))
+        ]
+        if running:
+            log.info("asked %d running job(s) to checkpoint and stop: %s", len(asked), asked)
+        for job in running.values():
+            if job.thread is not None:
+                job.thread.join(max(0.0, deadline - time.monotonic()))
+        left = [job_id for job_id, job in running.items() if job.thread and job.thread.is_alive()]
+        for job_id in left:
+            log.warning(
+                "job %s was not handed back within %.0f s; it keeps running and the next "
+                "start of the service re-attaches to it",
+                job_id,
+                timeout,
+            )
+        return left
+
     def shutdown(self) -> None:
-        """Stop admitting and following. Running jobs keep running (detached supervisors)."""
+        """Stop admitting and following. Jobs still running keep running (detached
+        supervisors; :meth:`hand_back` first to queue them again)."""
         with self.wake:
             self._stopping = True
             self.wake.notify_all()
@@ -122,67 +153,46 @@ class Scheduler:
             self._fail_unreadable(job)
             return
         handle = SupervisorHandle.attach(job.job_id, job.attempts, namespace=self.namespace)
-        if handle is None:
-            self._retry_or_fail(job, "the service restarted while the job was running")
+        if handle is None:  # the service's fault, not the job's: it does not count as a failure
+            cause = "the service restarted while the job was running"
+            self._ended(self._requeue(job, cause, handback=True))
             return
         log.info("re-attached to job %s (attempt %d)", job.job_id, job.attempts)
-        self._watch(job.job_id, self._running_job(handle, required_resources(job.spec)))
-
-    def _end_orphans(self) -> None:
-        """End the actors of this namespace that no active job claims (a service's earlier
-        life left them: the supervisor of a job recorded as ended, or of a deleted one)."""
-        active = set(self._running)
-        for entry in ray.util.list_named_actors(all_namespaces=True):
-            name = entry["name"]
-            if entry["namespace"] != self.namespace or not name.startswith("ps:"):
-                continue
-            owner = name[3:].split(":")[0]
-            if owner in active or any(owner.startswith(f"{job}.m") for job in active):
-                continue
-            log.warning("ending actor %s: no active job claims it (left by an earlier run)", name)
-            with contextlib.suppress(Exception):
-                ray.kill(ray.get_actor(name, namespace=self.namespace), no_restart=True)
+        self.capacity.reserve(job.job_id, required_resources(job.spec))
+        self._watch(job.job_id, _Running(handle, self.start_timeout_s))
 
     def _fail_unreadable(self, job: JobRecord) -> None:
         """A record that cannot be read back fails on its own; it blocks nothing."""
         log.error("job %s: %s", job.job_id, job.unreadable)
-        failed = self._finish(job.job_id, JobState.FAILED, error=job.unreadable)
+        failed = self._record(job.job_id, JobState.FAILED, error=job.unreadable)
         if failed:
             self.publish_final(failed)
 
-    def _retry_or_fail(self, job: JobRecord, cause: str) -> JobRecord | None:
-        """Requeue a job whose supervisor is gone (it resumes from its last checkpoint), or fail it
-        once ``training.max_failures`` restarts are spent."""
+    def _requeue(self, job: JobRecord, cause: str, handback: bool = False) -> JobRecord | None:
+        """Queue a job whose attempt ended early again (it resumes from its last checkpoint),
+        or fail it once ``training.max_failures`` failures are spent (the FAILED record is
+        returned, for the caller to publish). ``handback``: the service ended the attempt (a
+        restart, a stop), which is no failure of the job's."""
         budget = job.spec.training.max_failures
-        if job.attempts <= budget:
+        if handback:
+            log.info("job %s: %s; queued again, to resume from its checkpoint", job.job_id, cause)
+            fields = {"handbacks": job.handbacks + 1, "error": f"queued again: {cause}"}
+        elif job.failures <= budget:
             log.warning("job %s: %s; restarting from its last checkpoint", job.job_id, cause)
-            requeued = self.store.transition(
-                job.job_id, JobState.QUEUED, resume=1, error=f"restarting: {cause}"
+            fields = {"error": f"restarting: {cause}"}
+        else:
+            return self._record(
+                job.job_id,
+                JobState.FAILED,
+                error=f"{cause}; gave up after {job.failures} failed attempts "
+                f"(training.max_failures={budget})",
             )
+        requeued = self._record(job.job_id, JobState.QUEUED, resume=1, **fields)
+        if requeued is not None:
             self.publish(job.job_id, StateChanged(state=JobState.QUEUED))
-            return requeued
-        failed = self.store.transition(
-            job.job_id,
-            JobState.FAILED,
-            error=f"{cause}; gave up after {job.attempts} attempts (training.max_failures={budget})",
-        )
-        self.publish_final(failed)
-        return None
+        return requeued
 
     # -- scheduling --------------------------------------------------------------------------
-    def cluster_resources(self) -> dict[str, float]:
-        try:
-            return ray.cluster_resources()
-        except Exception as exc:  # noqa: BLE001
-            raise ClusterUnavailable(f"the Ray cluster is unreachable: {exc}") from None
-
-    def _free(self) -> dict[str, float]:
-        free = dict(self.cluster_resources())
-        for running in self._running.values():
-            for kind, amount in running.reserved.items():
-                free[kind] = free.get(kind, 0.0) - amount
-        return free
-
     def _schedule_loop(self) -> None:
         while True:
             with self.wake:
@@ -197,16 +207,22 @@ class Scheduler:
     def _start_queued(self) -> None:
         """Start queued jobs in FIFO order while the head of the queue fits."""
         for job in self.store.in_states(JobState.QUEUED):
+            if self._draining:
+                return
             if job.spec is None:
                 self._fail_unreadable(job)
                 continue
             need = required_resources(job.spec)
-            free = self._free()
-            if any(amount > free.get(kind, 0.0) + 1e-9 for kind, amount in need.items()):
+            if not self.capacity.fits(need):
                 return  # strict FIFO: later jobs wait behind the head of the queue
-            self._start(job, need)
+            self.capacity.reserve(job.job_id, need)  # held from the moment it is chosen
+            try:
+                self._start(job)
+            except BaseException:
+                self.capacity.release(job.job_id)
+                raise
 
-    def _start(self, job: JobRecord, need: dict[str, float]) -> None:
+    def _start(self, job: JobRecord) -> None:
         self.store.transition(
             job.job_id,
             JobState.STARTING,
@@ -226,15 +242,13 @@ class Scheduler:
                 attempt=job.attempts + 1,
             )
         except Exception as exc:  # noqa: BLE001
+            self.capacity.release(job.job_id)
             failed = self.store.transition(
                 job.job_id, JobState.FAILED, error=f"could not start: {exc}"
             )
             self.publish_final(failed)
             return
-        self._watch(job.job_id, self._running_job(handle, need))
-
-    def _running_job(self, handle: SupervisorHandle, need: dict[str, float]) -> _Running:
-        return _Running(handle, need, self.start_timeout_s)
+        self._watch(job.job_id, _Running(handle, self.start_timeout_s))
 
     def _watch(self, job_id: str, running: _Running) -> None:
         with self._lock:
@@ -246,41 +260,54 @@ class Scheduler:
 
     def _monitor(self, job_id: str, running: _Running) -> None:
         """Relay a job's events to the store and subscribers until it ends, then record the end."""
-        handle, outcome, lost = running.handle, None, ""
+        outcome, lost = self._follow(job_id, running)
+        if self._stopping:
+            return  # the supervisor goes on; the next start of the service re-attaches to it
+        if outcome is None:  # gone, hung or stuck: never two supervisors of one job at once
+            running.handle.kill()
+            remove_buffers([job_id])
+        pause_at("recording-end")
+        record = self._record_end(job_id, outcome, running.cancel_requested, lost)
+        # Only once the end is recorded: a service that dies before this re-attaches to the
+        # finished supervisor and records its end then.
+        running.handle.kill()
+        with self.wake:
+            self._running.pop(job_id, None)
+            self.capacity.release(job_id)
+            self.wake.notify_all()
+        self._ended(record)
+
+    def _follow(self, job_id: str, running: _Running) -> tuple[Outcome | None, str]:
+        """(how the supervisor ended, or None with why it is taken for lost)."""
+        handle = running.handle
         try:
             for event in handle.events(stop=lambda: self._stopping or running.overdue()):
                 if isinstance(event, StateChanged) and event.state == JobState.RUNNING:
                     running.start_by = None
                 self._on_event(job_id, event)
             if self._stopping:
-                return
+                return None, "the service stopped"
             if running.overdue():
-                lost = f"its supervisor did not start the job within {self.start_timeout_s:.0f} s"
-            else:
-                outcome = handle.outcome()
+                return None, (
+                    f"its supervisor did not start the job within {self.start_timeout_s:.0f} s"
+                )
+            return handle.outcome(), ""
         except SupervisorLost as exc:
-            lost = f"the job's supervisor died: {exc}"
-        handle.kill()
-        if outcome is None and not running.cancel_requested and not self._stopping:
-            with self.wake:
-                self._running.pop(job_id, None)
-                requeued = self._retry_or_fail(self.store.get(job_id), lost)
-                self.wake.notify_all()
-            if requeued is None and self.metrics:
-                self.metrics.telemetry.end(job_id)
-            return  # requeued: the scheduler starts it again, resuming from its last checkpoint
-        final = self._record_end(job_id, outcome, running.cancel_requested, lost)
-        with self.wake:
-            self._running.pop(job_id, None)
-            self.wake.notify_all()
+            return None, f"the job's supervisor died: {exc}"
+
+    def _ended(self, record: JobRecord | None) -> None:
+        """Tell the watchers (and telemetry) of a job that ended for good."""
+        if record is None or not record.state.is_terminal():
+            return
         if self.metrics:
-            self.metrics.telemetry.end(job_id)
-        if final:
-            self.publish_final(final)
+            self.metrics.telemetry.end(record.job_id)
+        self.publish_final(record)
 
     def _record_end(
         self, job_id: str, outcome: Outcome | None, cancel_requested: bool, lost: str
     ) -> JobRecord | None:
+        """Record how an attempt ended: the job's end, or the job queued again (preempted, or
+        its supervisor lost within the failure budget)."""
         if outcome is not None and outcome.kind == "succeeded":
             result = outcome.result
             progress = Progress(
@@ -291,12 +318,16 @@ class Scheduler:
                 samples=result.samples,
                 samples_per_s=result.samples_per_s,
             )
-            return self._finish(job_id, JobState.SUCCEEDED, result=result, progress=progress)
+            return self._record(job_id, JobState.SUCCEEDED, result=result, progress=progress)
         if cancel_requested or (outcome is not None and outcome.kind == "cancelled"):
-            return self._finish(job_id, JobState.CANCELLED, error="cancelled")
-        return self._finish(job_id, JobState.FAILED, error=outcome.reason if outcome else lost)
+            return self._record(job_id, JobState.CANCELLED, error="cancelled")
+        if outcome is None:
+            return self._requeue(self.store.get(job_id), lost)
+        if outcome.kind == "preempted":
+            return self._requeue(self.store.get(job_id), outcome.reason, handback=True)
+        return self._record(job_id, JobState.FAILED, error=outcome.reason)
 
-    def _finish(self, job_id: str, state: JobState, **fields: Any) -> JobRecord | None:
+    def _record(self, job_id: str, state: JobState, **fields: Any) -> JobRecord | None:
         """Record a job's end; while the store refuses writes, retry until it accepts them
         (or the service stops): a job that ended is never left recorded as running."""
         while True:

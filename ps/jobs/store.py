@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error       TEXT NOT NULL DEFAULT '',
     run_dir     TEXT NOT NULL,
     attempts    INTEGER NOT NULL DEFAULT 0,
-    resume      INTEGER NOT NULL DEFAULT 0
+    resume      INTEGER NOT NULL DEFAULT 0,
+    handbacks   INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 """
@@ -64,6 +65,14 @@ class JobRecord:
     attempts: int = 0
     resume: bool = False
     unreadable: str = ""
+    handbacks: int = 0
+
+    @property
+    def failures(self) -> int:
+        """Every start, less those the service ended itself (a restart, or a stop that handed
+        the job back): after an attempt failed, the failures so far (the running or succeeded
+        attempt counts too)."""
+        return self.attempts - self.handbacks
 
 
 def _decode_progress(text: str | None) -> Progress | None:
@@ -92,8 +101,9 @@ class JobStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
         columns = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}
-        if "resume" not in columns:  # a store written before resume existed
-            self._db.execute("ALTER TABLE jobs ADD COLUMN resume INTEGER NOT NULL DEFAULT 0")
+        for added in ("resume", "handbacks"):  # a store written before the column existed
+            if added not in columns:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {added} INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -152,6 +162,7 @@ class JobStore:
             error=r["error"],
             attempts=r["attempts"],
             resume=bool(r["resume"]),
+            handbacks=r["handbacks"],
         )
         try:
             record.state = JobState(r["state"])
@@ -234,7 +245,7 @@ class JobStore:
         """
         with self._lock:
             cur = self._write(
-                "UPDATE jobs SET state = 'QUEUED', attempts = 0, resume = 1, error = '', "
+                "UPDATE jobs SET state = 'QUEUED', attempts = 0, handbacks = 0, resume = 1, error = '', "
                 "finished_at = NULL WHERE job_id = ? AND state IN ('FAILED', 'CANCELLED')",
                 (job_id,),
             )

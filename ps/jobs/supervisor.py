@@ -19,16 +19,15 @@ import torch
 
 from ps.jobs.actors import Generation, JobActors
 from ps.jobs.admission import Member, prepare
-from ps.jobs.attempt import Attempt, AttemptOutcome, JobContext
-from ps.jobs.errors import JobCancelled, ShardLost
+from ps.jobs.attempt import EARLY_STOPPING, Attempt, AttemptOutcome, JobContext
+from ps.jobs.ending import finish, hand_back
+from ps.jobs.errors import JobCancelled, JobPreempted, ShardLost
 from ps.jobs.evaluator import Evaluator
-from ps.jobs.events import Event, Finished, JobResult, Restored, StateChanged, Telemetry
+from ps.jobs.events import Event, JobResult, Restored, StateChanged
 from ps.jobs.failures import FailureBudget
 from ps.jobs.handle import Outcome
 from ps.jobs.resolved import ResolvedJob
-from ps.jobs.results import make_result
 from ps.jobs.rundir import RunDirectory, checkpoint_step, preload_finishing
-from ps.jobs.snapshot import join_state
 from ps.jobs.state import JobState
 from ps.jobs.telemetry import JobFigures
 from ps.spec import JobSpec
@@ -63,7 +62,7 @@ class JobSupervisor:
         self.rundir = RunDirectory(Path(run_dir), spec)
         self.events: list[Event] = []
         self._changed: asyncio.Condition | None = None
-        self.done = self.cancelled = False
+        self.done = self.cancelled = self.preempted = False
         self._outcome: Outcome | None = None
         self.budget = FailureBudget(spec.training.max_failures)
         self.figures: JobFigures | None = None
@@ -112,6 +111,14 @@ class JobSupervisor:
         if self.gen is not None:
             await JobActors.stop_shards(self.gen)
 
+    async def preempt(self) -> None:
+        """Stop at the current step, checkpoint it and end with a ``preempted`` outcome: the
+        job goes back to the queue and resumes from that checkpoint (a job that already
+        reached its last step finishes instead)."""
+        self.preempted = True
+        if self.gen is not None:
+            await JobActors.hand_back_shards(self.gen)
+
     def _may_leave_buffers(self) -> bool:
         """Whether a killed worker may have left shared memory (finished ones remove theirs)."""
         clean = self._outcome is not None and self._outcome.kind == "succeeded"
@@ -127,6 +134,8 @@ class JobSupervisor:
             self._outcome = Outcome.succeeded(await self._run())
         except JobCancelled:
             self._outcome = Outcome.cancelled()
+        except JobPreempted as exc:
+            self._outcome = Outcome.preempted(str(exc))
         except Exception as exc:  # noqa: BLE001 - every failure is the job's outcome
             self._outcome = Outcome.failed(exc)
         finally:
@@ -171,7 +180,9 @@ class JobSupervisor:
         outcome = await self._train(ctx, checkpoint)
         if outcome.stop_reason == "cancelled" or self.cancelled:
             raise JobCancelled("the job was cancelled")
-        return await self._finish(plan, evaluator, data, outcome)
+        if self.preempted and outcome.stop_reason != EARLY_STOPPING:
+            await hand_back(ctx, self.gen)
+        return await finish(ctx, self.gen, self.job_id, data.n_outputs, outcome)
 
     async def _train(self, ctx: JobContext, checkpoint: Path | None) -> AttemptOutcome:
         """Train generation after generation until one ends: a lost shard restores every actor
@@ -191,6 +202,8 @@ class JobSupervisor:
                 await JobActors.stop_shards(gen)
             if self.cancelled:
                 raise JobCancelled("the job was cancelled")
+            if self.preempted:
+                raise JobPreempted("stopped before training began, to go back to the queue")
             self.figures.restart_clock()
             await self.emit(
                 StateChanged(
@@ -211,40 +224,3 @@ class JobSupervisor:
                 step = checkpoint_step(checkpoint) if checkpoint else 0
                 self.rundir.rewind(step)
                 await self.emit(Restored(step=step, reason=f"shard lost: {exc}"))
-
-    async def _finish(self, plan, evaluator: Evaluator, data, outcome: AttemptOutcome) -> JobResult:
-        wall = time.monotonic() - self.figures.started  # training only, not what follows
-        shards = self.gen.shards
-        finals = await asyncio.gather(*[s.final.remote() for s in shards])
-        stats = await asyncio.gather(*[s.stats.remote() for s in shards])
-        state = join_state(finals)
-        version = min(f["version"] for f in finals)
-        # Evaluation and saving run off the event loop: polls and cancels stay answered.
-        if evaluator.last is None or evaluator.last.step != version:
-            elapsed = time.monotonic() - self.figures.started
-            ev = await asyncio.to_thread(evaluator.evaluate, version, state, stats[0].lr, elapsed)
-            await self.emit(ev)
-        exported_step, final, model = await asyncio.to_thread(
-            evaluator.finish, state, version, self.rundir.path / "model.pt", data.n_outputs
-        )
-        export_error = await self.rundir.export_program(model)
-        result = make_result(
-            self.job_id,
-            self.spec,
-            plan,
-            outcome,
-            stats,
-            version,
-            exported_step,
-            evaluator,
-            final,
-            wall,
-            self.budget,
-        )
-        result = await self.rundir.write_result(
-            dataclasses.replace(result, export_error=export_error)
-        )
-        samples = sum(t.samples for t in outcome.totals)
-        await self.emit(Telemetry(figures=self.figures.snapshot(stats, samples)))
-        await self.emit(Finished(result=result))
-        return result

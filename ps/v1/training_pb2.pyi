@@ -476,7 +476,7 @@ class JobResult(_message.Message):
     def __init__(self, stop_reason: _Optional[str] = ..., steps: _Optional[int] = ..., epochs: _Optional[float] = ..., wall_time_s: _Optional[float] = ..., samples_per_s: _Optional[float] = ..., train_loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., val_accuracy: _Optional[float] = ..., test_loss: _Optional[float] = ..., test_accuracy: _Optional[float] = ..., result_json: _Optional[str] = ..., total_steps: _Optional[int] = ..., skipped_updates: _Optional[int] = ..., exported_step: _Optional[int] = ..., train_auc: _Optional[float] = ..., val_auc: _Optional[float] = ..., test_auc: _Optional[float] = ..., table_rows: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "name", "state", "spec", "created_at", "started_at", "finished_at", "progress", "result", "error", "run_dir", "attempts", "unreadable")
+    __slots__ = ("job_id", "name", "state", "spec", "created_at", "started_at", "finished_at", "progress", "result", "error", "run_dir", "attempts", "unreadable", "handbacks")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -490,6 +490,7 @@ class Job(_message.Message):
     RUN_DIR_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     UNREADABLE_FIELD_NUMBER: _ClassVar[int]
+    HANDBACKS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     name: str
     state: JobState
@@ -503,7 +504,8 @@ class Job(_message.Message):
     run_dir: str
     attempts: int
     unreadable: bool
-    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[JobResult, _Mapping]] = ..., error: _Optional[str] = ..., run_dir: _Optional[str] = ..., attempts: _Optional[int] = ..., unreadable: _Optional[bool] = ...) -> None: ...
+    handbacks: int
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[JobResult, _Mapping]] = ..., error: _Optional[str] = ..., run_dir: _Optional[str] = ..., attempts: _Optional[int] = ..., unreadable: _Optional[bool] = ..., handbacks: _Optional[int] = ...) -> None: ...
 
 class JobEvent(_message.Message):
     __slots__ = ("job_id", "time", "state", "progress", "evaluation", "finished", "restored", "worker_replaced", "total_steps", "member")
