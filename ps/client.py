@@ -120,10 +120,20 @@ class Client:
         for ``workers.models.load_model``) or ``pt2`` (a torch.export program)."""
         path = Path(path)
         tmp = path.with_name(path.name + ".part")
-        with tmp.open("wb") as f:
-            for reply in self.stub.ExportModel(
-                pb.ExportModelRequest(job_id=job_id, format=fmt), metadata=self._metadata
-            ):
-                f.write(reply.chunk)
-        tmp.replace(path)
+        replies = self.stub.ExportModel(
+            pb.ExportModelRequest(job_id=job_id, format=fmt), metadata=self._metadata
+        )
+        try:
+            # The first reply before any file: a refused export (not found, not finished,
+            # an unknown format) writes nothing.
+            first = next(replies, None)
+            with tmp.open("wb") as f:
+                if first is not None:
+                    f.write(first.chunk)
+                for reply in replies:
+                    f.write(reply.chunk)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path

@@ -48,7 +48,12 @@ __all__ = [
 ]
 
 app = typer.Typer(
-    help="Parameter-server training on Ray.", no_args_is_help=True, add_completion=False
+    help="Parameter-server training on Ray.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Plain click help: paragraphs rewrapped to the terminal, no type column squeezing the
+    # text (rich renders docstrings line by line and shows `<bool>` for --help).
+    rich_markup_mode=None,
 )
 
 

@@ -14,7 +14,9 @@ from ps.errors import PSError
 
 
 def plot(
-    target: Annotated[str, typer.Argument(help="a run directory, or a job id on the service")],
+    target: Annotated[
+        str, typer.Argument(help="a run directory, or a job id on the service", metavar="TARGET")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write")] = Path(
         "curves.png"
     ),

@@ -57,7 +57,7 @@ def _follow(c, job_id: str, quiet: bool = False):
 
 
 def submit(
-    spec: Annotated[Path, typer.Argument(help="job spec (YAML or JSON)")],
+    spec: Annotated[Path, typer.Argument(help="job spec (YAML or JSON)", metavar="SPEC")],
     job_id: Annotated[
         str | None, typer.Option("--job-id", help="your id, for idempotent submission")
     ] = None,
@@ -134,22 +134,49 @@ def list_jobs(
     if json_out:
         print(json.dumps([job_dict(j) for j in jobs]))
         return
+    _print_jobs(jobs)
+
+
+def _print_jobs(jobs) -> None:
+    """A table whose job ids are never cut (they are what `status` and `export` take), then
+    each job's error on a line of its own."""
+    out = Console()
     table = Table()
-    for col in ("job", "name", "state", "step", "test acc", "error"):
-        table.add_column(col)
+    widest = max((len(j.job_id) for j in jobs), default=3)
+    table.add_column("job", no_wrap=True, min_width=widest)
+    for col in ("name", "state", "step", "test acc"):
+        table.add_column(col, overflow="fold")
     for j in jobs:
         acc = f"{j.result.test_accuracy:.4f}" if j.result.HasField("test_accuracy") else ""
         step = f"{j.progress.step}/{j.progress.total_steps}" if j.HasField("progress") else ""
-        table.add_row(j.job_id, j.name, state_name(j), step, acc, j.error[:60])
-    Console().print(table)
+        table.add_row(j.job_id, j.name, state_name(j), step, acc)
+    out.print(table)
+    for j in jobs:
+        if j.error:
+            out.print(f"{j.job_id}: {j.error}", soft_wrap=True, highlight=False, markup=False)
 
 
 def cancel(
     job_id: str, server: ServerOpt = None, token: TokenOpt = None, tls_ca: CaOpt = None
 ) -> None:
-    """Cancel a queued or running job (waits until its actors are gone)."""
-    job = with_client(server, token, tls_ca, lambda c: c.cancel(job_id))
-    Console().print(f"{job.job_id}: {state_name(job)}")
+    """Cancel a queued or running job (waits until its actors are gone); a job that has
+    already finished is left as it is (exit 0)."""
+
+    def call(c):
+        before = c.get(job_id)
+        return before, (before if _finished(before) else c.cancel(job_id))
+
+    before, job = with_client(server, token, tls_ca, call)
+    if _finished(before):
+        Console().print(f"{job.job_id} had already finished ({state_name(job)}): nothing to cancel")
+    else:
+        Console().print(f"{job.job_id}: {state_name(job)}")
+
+
+def _finished(job) -> bool:
+    from ps.api.convert import state_from_proto
+
+    return state_from_proto(job.state).is_terminal()
 
 
 def resume(

@@ -17,8 +17,13 @@ from ps.errors import PSError
 
 
 def run(
-    spec: Annotated[Path, typer.Argument(help="job spec (YAML or JSON)")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="run directory")] = None,
+    spec: Annotated[Path, typer.Argument(help="job spec (YAML or JSON)", metavar="SPEC")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="run directory (default: runs/<the spec's name or file stem>)"
+        ),
+    ] = None,
     ray_address: RayAddressOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,

@@ -43,10 +43,13 @@ def print_result(result: JobResult) -> None:
 
 
 def job_dict(job) -> dict[str, Any]:
-    """A service job message as a JSON-ready dict, with the proto's field names."""
+    """A service job message as a JSON-ready dict, with the proto's field names and the state
+    spelled as everywhere else (``SUCCEEDED``, not the proto's ``JOB_STATE_SUCCEEDED``)."""
     from google.protobuf import json_format
 
-    return json_format.MessageToDict(job, preserving_proto_field_name=True)
+    out = json_format.MessageToDict(job, preserving_proto_field_name=True)
+    out["state"] = state_name(job)
+    return out
 
 
 def state_name(job) -> str:

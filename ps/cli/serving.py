@@ -52,7 +52,10 @@ def serve(
     tls_key: TlsKeyOpt = None,
     max_queue: Annotated[int, typer.Option(help="queued jobs beyond this are refused")] = 100,
     allow_user_code: Annotated[
-        bool, typer.Option(help="accept jobs with their own code (it runs in their actors)")
+        bool,
+        typer.Option(
+            "--allow-user-code", help="accept jobs with their own code (it runs in their actors)"
+        ),
     ] = False,
     hand_back_timeout: HandBackOpt = 60.0,
 ) -> None:

@@ -59,3 +59,10 @@ def test_worker_failures_beyond_the_budget_fail_the_job(service):
     with pytest.raises(grpc.RpcError) as info:  # a succeeded job stays succeeded
         client.resume("fragile")
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # Cancelling a finished job changes nothing and says so (exit 0).
+    out = CliRunner().invoke(
+        app, ["cancel", "fragile", "--server", service.address, "--token", TOKEN]
+    )
+    assert out.exit_code == 0, out.output
+    assert "had already finished (SUCCEEDED)" in " ".join(out.output.split())
+    assert state_from_proto(client.get("fragile").state).value == "SUCCEEDED"
