@@ -38,7 +38,7 @@ SUBMISSION_OUTCOMES = (
     "forbidden",
     "error",
 )
-REJECT_REASONS = ("non_finite", "duplicate", "stopped")
+REJECT_REASONS = ("non_finite", "duplicate")
 LINK_KINDS = ("shm", "unix", "tcp", "ray", "ray-shm")
 WORKER_STATES = ("running", "finished")
 

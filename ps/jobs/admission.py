@@ -41,6 +41,7 @@ from workers.data import (
 from workers.models import build_model, read_export
 
 FLOAT_BYTES = 4
+WHOLE_CHECK_BYTES = 64 * 2**20  # a data file up to this size is read whole at submission
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,14 @@ def resolve_path(
             root = root.resolve()
             path = (root / path).resolve()
             if not path.is_relative_to(root):
-                raise SpecError(field, f"{clip(source)} is outside the data root")
+                raise SpecError(field, f"{clip(source)} is outside the data root {root}")
+            if not (path.is_dir() if directory else path.is_file()):
+                what = "directory" if directory else "file"
+                raise SpecError(
+                    field,
+                    f"{what} not found: {clip(source)} (looked for {path}: paths are taken "
+                    f"inside the service's data root {root}, --data-root)",
+                )
     return existing_path(source, field, directory, path)
 
 
@@ -149,6 +157,21 @@ def admit(
     memory = memory_estimate(spec, n_params, data) + table_memory(spec, data)
     members = spec.ensemble.members if spec.ensemble else 1
     return Admission(spec, data, n_params, required_resources(spec), memory * members)
+
+
+def check_whole_data(spec: JobSpec, limit: int = WHOLE_CHECK_BYTES) -> None:
+    """Load a data file of at most ``limit`` bytes once, so that the checks that need every
+    row (NaN or infinite values, targets that do not fit the loss, empty files) refuse at
+    submission what ``psctl run`` refuses before training. A larger file (or a directory of
+    images) is checked when its job loads it: the job then fails with the same message.
+
+    Raises:
+        SpecError: as :func:`workers.data.load_dataset`.
+    """
+    data = spec.data
+    if not data.is_path or data.is_image_directory or Path(data.source).stat().st_size > limit:
+        return
+    load_dataset(data, spec.model.loss, spec.seed)
 
 
 def _check_network(spec: JobSpec, data: DataInfo) -> int:

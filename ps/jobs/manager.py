@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ps.errors import SpecError, clip
-from ps.jobs.admission import admit, check_fits
+from ps.jobs.admission import admit, check_fits, check_whole_data
 from ps.jobs.errors import (
     ClusterUnavailable,
     JobExists,
@@ -190,6 +190,7 @@ class JobManager:
                     update={"model": spec.model.model_copy(update={"code": str(code)})}
                 )
             admission = admit(spec, self.config.data_root, allow_user_code=allowed)
+            check_whole_data(admission.spec)
             check_fits(admission, self.scheduler.capacity.total())
             return self._enqueue(job_id, admission.spec, incoming if code_archive else None)
         finally:

@@ -90,6 +90,7 @@ class ShardStats:
     updates: int = 0
     bytes_pushed: int = 0
     bytes_pulled: int = 0
+    after_stop: int = 0  # gradients that arrived after the shard stopped (not rejections)
     channels: dict[str, int] = field(default_factory=dict)  # connections: shm, unix, tcp
     pid: int = 0
     table_rows: int = 0  # embedding rows this shard holds

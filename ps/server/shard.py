@@ -77,7 +77,8 @@ class ShardCore:
         self.nonfinite_in_a_row = 0
         self.diverged: str | None = None
         self.skipped = 0
-        self.rejected: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()  # non-finite or duplicate: worth a look
+        self.after_stop = 0  # pushes that arrived once the shard had stopped
         self.staleness: Counter[int] = Counter()
         self.version_lag: Counter[int] = Counter()
         self.traffic = {"bytes_pushed": 0, "bytes_pulled": 0}
@@ -181,7 +182,7 @@ class ShardCore:
             grad = decompress_into(grad, self.dense.grad_buf.numpy())
         if self.stopped:
             self.gate.tick(worker, seq)
-            self.rejected["stopped"] += 1
+            self.after_stop += 1  # the step in flight when training ended: no rejection
             return Status.STOPPED
         finite = _finite_norm(push.grad_norm) and all_finite(grad) and rows_finite
         self._count(push, finite)
@@ -321,6 +322,7 @@ class ShardCore:
             version=self.version,
             lr=self.lr,
             rejected=dict(self.rejected),
+            after_stop=self.after_stop,
             staleness=dict(self.staleness),
             version_lag=dict(self.version_lag),
             clocks=list(self.gate.clocks),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import grpc
@@ -10,6 +11,8 @@ import ray
 import torch
 
 from ps.api.convert import spec_to_proto, state_from_proto
+from ps.errors import SpecError
+from ps.jobs.runner import run_job
 from ps.protocol import shm
 from ps.spec import parse_spec
 from ps.v1 import training_pb2 as pb
@@ -51,7 +54,16 @@ def test_submit_watch_export_load(service, tmp_path):
         finished.result.test_accuracy >= 0.9
         and finished.result.steps == finished.progress.total_steps
     )
+    # A refused export writes nothing, not even its temporary file.
+    for job_id, fmt, code in (
+        ("missing", "pt", grpc.StatusCode.NOT_FOUND),
+        ("e2e", "onnx", grpc.StatusCode.INVALID_ARGUMENT),
+    ):
+        refused = functools.partial(client.export, job_id, tmp_path / "refused.pt", fmt)
+        assert _code(refused)[0] == code
+    assert list(tmp_path.iterdir()) == []
     path = client.export("e2e", tmp_path / "model.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
     model = load_model(path)
     data = load_dataset(parse_spec(spec()).data, "cross_entropy", 0)
     raw = torch.from_numpy(data.x_test * data.scale + data.shift)  # the model takes raw features
@@ -86,8 +98,35 @@ def test_status_codes(service):
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "64 CPU" in details
     code, details = _code(lambda: client.submit(spec(data={"source": "../../etc/data.npz"})))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "outside the data root" in details
+    missing = spec(data={"source": "good.csv", "target": "label"})
+    code, details = _code(lambda: client.submit(missing))
+    root = service.data_root.resolve()
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "file not found: 'good.csv'" in details
+    assert f"looked for {root / 'good.csv'}" in details and "--data-root" in details
     code, details = _code(lambda: client.submit(spec(), job_id="bad id!"))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("job_id:")
+
+
+def test_the_service_refuses_the_data_psctl_run_refuses_and_creates_nothing(service, tmp_path):
+    client = service.client()
+    service.data_root.mkdir(parents=True, exist_ok=True)
+    files = {
+        "nan.csv": ("a,b,label\n1,2,0\nnan,4,1\n5,6,0\n", "features contain NaN or infinite"),
+        "empty.csv": ("a,b,label\n", "empty.csv has a header but no data rows"),
+    }
+    before = [j.job_id for j in client.list()]
+    for name, (text, message) in files.items():
+        (service.data_root / name).write_text(text)
+        (tmp_path / name).write_text(text)
+        job = spec(data={"source": name, "target": "label"})
+        submit = functools.partial(client.submit, job, job_id=f"refused-{name[:-4]}")
+        code, details = _code(submit)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and message in details, details
+        with pytest.raises(SpecError, match=message):  # psctl run: the same refusal
+            local = spec(data={"source": str(tmp_path / name), "target": "label"})
+            run_job(parse_spec(local), tmp_path / "out")
+    assert [j.job_id for j in client.list()] == before  # no record
+    assert not any(p.name.startswith("refused-") for p in service.storage.glob("*"))
 
 
 def test_duplicate_submit_is_refused_and_changes_nothing(service):
@@ -108,15 +147,17 @@ BIG = {
 }  # all 4 CPUs of the test Ray
 
 
-def test_queueing_and_cancel(service):
+def test_queueing_and_cancel(service, tmp_path):
     client = service.client()
     client.submit(spec(training=BIG), job_id="holder")
     wait_until(lambda: state(client.get("holder")) == "RUNNING", 60, what="holder running")
     client.submit(spec(training={"workers": 1, "epochs": 1}), job_id="waiter")
     client.submit(spec(training={"workers": 1, "epochs": 1}), job_id="queued-cancel")
     assert state(client.get("waiter")) == "QUEUED"
-    code, details = _code(lambda: client.export("waiter", "/tmp/never.pt"))
+    never = tmp_path / "never.pt"
+    code, details = _code(lambda: client.export("waiter", never))
     assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert list(tmp_path.iterdir()) == []  # no file, no .part
     code, _ = _code(lambda: client.delete("waiter"))
     assert code == grpc.StatusCode.FAILED_PRECONDITION
 

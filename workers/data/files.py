@@ -153,6 +153,7 @@ def _read_parquet(path: Path, columns: list[str] | None = None):
     return pq.read_table(path, columns=columns)
 
 
+_NO_ROWS = "{} has a header but no data rows"
 CSV = TableFormat(_csv_schema, _read_csv)
 PARQUET = TableFormat(_parquet_schema, _read_parquet)
 
@@ -201,6 +202,8 @@ def inspect_table(table: TableFormat, spec: DataSpec, loss: str) -> DataInfo:
     schema, rows = _arrow(path, table.schema)
     features = feature_columns(schema, spec.target, path, spec.categorical)
     units = None
+    if rows == 0:
+        raise SpecError("data.source", _NO_ROWS.format(path.name))
     if rows is not None:
         column = _arrow(path, table.read, [spec.target]).column(spec.target)
         units = outputs(column.to_numpy(zero_copy_only=False), loss)
@@ -215,6 +218,8 @@ def load_table(table: TableFormat, spec: DataSpec, seed: int, buckets: int) -> R
     path = existing_path(spec.source)
     data = _arrow(path, table.read)
     features = feature_columns(data.schema, spec.target, path, spec.categorical)
+    if data.num_rows == 0:
+        raise SpecError("data.source", _NO_ROWS.format(path.name))
     columns = [data.column(c).to_numpy(zero_copy_only=False).astype(np.float32) for c in features]
     x = np.column_stack(columns) if columns else np.zeros((data.num_rows, 0), np.float32)
     y = data.column(spec.target).to_numpy(zero_copy_only=False)
