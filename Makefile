@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: setup
-	$(VENV)/bin/psctl run examples/digits.yaml --output runs/digits
+	$(VENV)/bin/psctl run examples/digits.yaml --output runs/digits --overwrite
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,7 @@
 """What a job's processes leave behind when they are killed, and how the service removes it:
-actors that no active job claims (:func:`end_orphans`) and shared-memory buffers
-(:func:`buffer_removals`, :func:`remove_buffers`).
+actors that no active job claims (:func:`end_orphans`) and shared-memory buffers, a job's
+(:func:`buffer_removals`, :func:`remove_buffers`) or any that no process maps any more
+(:func:`sweep_buffers`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,27 @@ def buffer_removals(job_id: str) -> list[ray.ObjectRef]:
         for n in ray.nodes()
         if n["Alive"]
     ]
+
+
+def sweep_buffers(timeout: float = REMOVE_TIMEOUT_S) -> list[str]:
+    """Remove, on every live node, the buffers that no process maps any more (left by workers
+    killed with an earlier run); returns their names."""
+    sweep = ray.remote(num_cpus=0)(shm.sweep_orphans)
+    refs = [
+        sweep.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote()
+        for n in ray.nodes()
+        if n["Alive"]
+    ]
+    removed: list[str] = []
+    with contextlib.suppress(Exception):
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        for names in ray.get(ready):
+            removed.extend(names)
+    if removed:
+        log.warning("removed %d shared-memory buffer(s) no process maps: %s", len(removed), removed)
+    return removed
 
 
 def remove_buffers(job_ids: Iterable[str], timeout: float = REMOVE_TIMEOUT_S) -> None:

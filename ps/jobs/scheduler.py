@@ -29,7 +29,7 @@ from ps.jobs.events import (
 )
 from ps.jobs.handle import Outcome, SupervisorHandle, SupervisorLost
 from ps.jobs.hooks import pause_at
-from ps.jobs.recovery import end_orphans, remove_buffers
+from ps.jobs.recovery import end_orphans, remove_buffers, sweep_buffers
 from ps.jobs.state import JobState
 from ps.jobs.store import JobRecord, JobStore
 from ps.jobs.subscribers import Subscribers
@@ -95,6 +95,7 @@ class Scheduler:
         for job in self.store.in_states(JobState.STARTING, JobState.RUNNING):
             self._recover(job)
         end_orphans(self.namespace, set(self._running))
+        sweep_buffers()
         self._thread = threading.Thread(
             target=self._schedule_loop, name="ps-scheduler", daemon=True
         )

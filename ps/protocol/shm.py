@@ -54,3 +54,46 @@ def unlink_prefix(name_prefix: str) -> int:
 
 def existing(name_prefix: str) -> list[str]:
     return sorted(p.name for p in SHM_DIR.glob(f"{name_prefix}*")) if SHM_DIR.is_dir() else []
+
+
+def _mapped_paths() -> set[str]:
+    """Every file some process of this user has mapped (from /proc/<pid>/maps)."""
+    mapped: set[str] = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            text = maps.read_text()
+        except OSError:  # gone meanwhile, or another user's
+            continue
+        for line in text.splitlines():
+            fields = line.split(maxsplit=5)  # address perms offset device inode [path]
+            if len(fields) == 6 and fields[5].startswith(f"{SHM_DIR}/"):
+                mapped.add(fields[5].strip())
+    return mapped
+
+
+def sweep_orphans(min_age_s: float = 60.0) -> list[str]:
+    """Remove this user's ``ps-*`` buffers on this node that no process maps any more and that are older
+    than ``min_age_s`` (a buffer being created is mapped at once; the age covers the instant
+    before): what killed workers left. Returns their names."""
+    import time
+
+    if not SHM_DIR.is_dir():
+        return []
+    uid, now = os.getuid(), time.time()
+    candidates = []
+    for path in SHM_DIR.glob("ps-*"):
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        if info.st_uid == uid and now - info.st_mtime > min_age_s:
+            candidates.append(path)
+    if not candidates:
+        return []
+    mapped = _mapped_paths()
+    removed = []
+    for path in candidates:
+        if str(path) not in mapped:
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
