@@ -199,12 +199,20 @@ class TrainedModel(nn.Module):
         self.inputs = inputs
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(self.normalizer(x))
+        return self.net(self.normalizer(self.as_input(x)))
+
+    def as_input(self, x) -> Tensor:
+        """``x`` (a tensor, a numpy array or nested lists of any numeric dtype) as the network
+        takes it: int64 tokens, else float32."""
+        if not isinstance(x, Tensor):
+            x = torch.as_tensor(np.asarray(x))
+        return x.long() if self.inputs.tokens else x.float()
 
     @torch.no_grad()
-    def predict(self, x: Tensor) -> Tensor:
-        """Class indices (cross_entropy), 0/1 (bce) or values (mse) for raw features ``x``."""
-        return self.decide(self(x.long() if self.inputs.tokens else x.float()))
+    def predict(self, x) -> Tensor:
+        """Class indices (cross_entropy), 0/1 (bce) or values (mse) for raw features ``x`` (a
+        tensor, a numpy array or a list of rows; any numeric dtype)."""
+        return self.decide(self(x))
 
     def decide(self, out: Tensor) -> Tensor:
         if self.loss == "cross_entropy":

@@ -54,6 +54,15 @@ def test_every_activation(activation, tmp_path):
         assert any(isinstance(m, torch.nn.PReLU) for m in loaded.net)
 
 
+def test_predict_takes_tensors_arrays_and_lists_of_any_dtype(tmp_path):
+    loaded = _train_step_and_round_trip(_model("relu"), tmp_path)
+    x = torch.randn(8, 5)
+    expected = loaded.predict(x)
+    for given in (x.double(), x.numpy(), x.numpy().astype("float64"), x.tolist()):
+        torch.testing.assert_close(loaded.predict(given), expected)
+    torch.testing.assert_close(loaded(x.double()), loaded(x))
+
+
 @pytest.mark.parametrize("init", INITIALIZERS)
 def test_every_initializer(init, tmp_path):
     _train_step_and_round_trip(_model("relu", init), tmp_path)
