@@ -3,6 +3,7 @@ events."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich import progress as bar
@@ -18,6 +19,8 @@ from ps.jobs.events import (
     WorkerReplaced,
 )
 from ps.jobs.state import JobState
+
+PLAIN_EVERY_S = 10.0
 
 
 def event_fields(event: Event) -> dict[str, Any] | None:
@@ -72,6 +75,10 @@ class ProgressView:
     """A live progress bar fed by job events: step, epoch, loss, validation accuracy, samples/s."""
 
     def __init__(self, quiet: bool = False) -> None:
+        # Not a terminal (a log, a pipe, CI): no bar squeezed into 80 columns, but a plain line
+        # per evaluation and at most every PLAIN_EVERY_S seconds of progress.
+        self.plain = not quiet and not console.is_terminal
+        self.last_line = float("-inf")
         self.progress = bar.Progress(
             bar.TextColumn("[bold]{task.description}"),
             bar.BarColumn(),
@@ -81,7 +88,7 @@ class ProgressView:
             bar.TextColumn("ETA"),
             bar.TimeRemainingColumn(),
             console=console,
-            disable=quiet,
+            disable=quiet or self.plain,
         )
         self.task = None
         self.total = 0
@@ -124,3 +131,12 @@ class ProgressView:
         self.fields.update(fields)
         step = min(event.step, self.total) if self.total else event.step
         self.progress.update(self.task, completed=step, info=info_line(self.fields))
+        if self.plain:
+            self._plain_line(step, isinstance(event, Evaluation))
+
+    def _plain_line(self, step: int, evaluated: bool) -> None:
+        now = time.monotonic()
+        if evaluated or now - self.last_line >= PLAIN_EVERY_S:
+            self.last_line = now
+            line = f"step {step}/{self.total}  {info_line(self.fields)}"
+            console.print(line, highlight=False, soft_wrap=True)
