@@ -24,6 +24,42 @@ class SpecError(PSError, ValueError):
         return (type(self), (self.path, self.message), self.__dict__)
 
 
+class SpecProblems:
+    """The problems of one spec section, collected so that all are reported at once: the
+    first is raised, with the others in its ``others`` (``path: message`` lines)."""
+
+    def __init__(self) -> None:
+        self.errors: list[SpecError] = []
+
+    def attempt(self, call, *args, default=None):
+        """``call(*args)``, or ``default`` with its :class:`SpecError` collected."""
+        try:
+            return call(*args)
+        except SpecError as exc:
+            self.errors.append(exc)
+            return default
+
+    def raise_any(self) -> None:
+        if not self.errors:
+            return
+        first, rest = self.errors[0], self.errors[1:]
+        others = list(getattr(first, "others", []))
+        for exc in rest:
+            others += [str(exc), *getattr(exc, "others", [])]
+        first.others = others
+        raise first
+
+
+def did_you_mean(name: object, known) -> str:
+    """`` (did you mean 'optimizer'?)`` when ``name`` is close to one of ``known``, else ''."""
+    import difflib
+
+    if not isinstance(name, str):
+        return ""
+    close = difflib.get_close_matches(name, [str(k) for k in known], n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def clip(value: object, limit: int = 120) -> str:
     """``repr(value)`` cut to about ``limit`` characters, for echoing user input in messages.
 

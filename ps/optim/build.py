@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ps.errors import SpecError, clip
+from ps.errors import SpecError, SpecProblems, clip
 from ps.optim.adam import Adam, Adamax, AdamW
 from ps.optim.adaptive import Adadelta, Adagrad, RMSprop
 from ps.optim.config import OptimizerConfig, RegularizationConfig
@@ -55,21 +55,29 @@ def resolve_optimizer(
         raise SpecError(
             "optimizer.name", f"unknown optimizer {clip(name)} (choose from {tuple(RULES)})"
         )
-    rule = RULES[name]
-    lr = check("optimizer.lr", Hyper("lr", None, positive), cfg.pop("lr", rule.lr_default))
-    schedule = resolve_schedule(cfg.pop("schedule", None), total_steps, defer_t_max=defer_t_max)
+    rule, problems = RULES[name], SpecProblems()  # every problem of the section at once
+    lr = problems.attempt(
+        check, "optimizer.lr", Hyper("lr", None, positive), cfg.pop("lr", rule.lr_default)
+    )
+    schedule = problems.attempt(
+        lambda: resolve_schedule(cfg.pop("schedule", None), total_steps, defer_t_max=defer_t_max)
+    )
     clip_norm = cfg.pop("clip_grad_norm", None)
     if clip_norm is not None:
-        clip_norm = check(
-            "optimizer.clip_grad_norm", Hyper("clip_grad_norm", None, positive), clip_norm
+        clip_norm = problems.attempt(
+            check, "optimizer.clip_grad_norm", Hyper("clip_grad_norm", None, positive), clip_norm
         )
     if "weight_decay" in cfg and name != "adamw":
-        raise SpecError(
-            "optimizer.weight_decay",
-            f"unknown field for optimizer {name!r}: coupled weight decay is regularization.l2 "
-            "(only adamw takes a decoupled weight_decay)",
+        cfg.pop("weight_decay")
+        problems.errors.append(
+            SpecError(
+                "optimizer.weight_decay",
+                f"unknown field for optimizer {name!r}: coupled weight decay is regularization.l2 "
+                "(only adamw takes a decoupled weight_decay)",
+            )
         )
-    hp = resolve("optimizer", rule.hypers, cfg, name)
+    hp = problems.attempt(resolve, "optimizer", rule.hypers, cfg, name)
+    problems.raise_any()
     rule(hp)  # cross-field checks (e.g. Nesterov needs momentum) live in the rule's constructor
     return OptimizerConfig(name, lr, hp, schedule, clip_norm)
 

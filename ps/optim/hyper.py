@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ps.errors import SpecError, clip
+from ps.errors import SpecError, SpecProblems, clip, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -92,13 +92,22 @@ def resolve(
         SpecError: for an unknown name (listing the names the rule takes) or a bad value.
     """
     known = {h.name: h for h in hypers}
+    problems = SpecProblems()
     for name in given:
         if name not in known:
             allowed = ", ".join(sorted(known)) or "none"
-            raise SpecError(
-                f"{section}.{name}", f"unknown field for optimizer {rule!r} (it takes: {allowed})"
+            problems.errors.append(
+                SpecError(
+                    f"{section}.{name}",
+                    f"unknown field for optimizer {rule!r}{did_you_mean(name, known)} "
+                    f"(it takes: {allowed})",
+                )
             )
-    return {
-        h.name: check(f"{section}.{h.name}", h, given[h.name]) if h.name in given else h.default
+    values = {
+        h.name: problems.attempt(check, f"{section}.{h.name}", h, given[h.name])
+        if h.name in given
+        else h.default
         for h in hypers
     }
+    problems.raise_any()
+    return values

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_serializer, field_validator, model_validator
 
-from ps.errors import SpecError, clip
+from ps.errors import SpecError, clip, did_you_mean
 from ps.optim import resolve_optimizer, resolve_regularization
 from ps.optim.config import OptimizerConfig, RegularizationConfig, SparseOptimizerConfig
 from ps.optim.rows import resolve_sparse_optimizer
@@ -253,14 +253,46 @@ def _path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in keys)
 
 
+def _known_keys(loc: tuple[Any, ...]) -> set[str]:
+    """The keys a spec takes where ``loc`` ends (for a "did you mean"): the fields of the
+    model reached by following ``loc`` from :class:`JobSpec`, through lists and unions."""
+    models: list[Any] = [JobSpec]
+    for key in loc[:-1]:
+        if isinstance(key, int) or key in LAYER_TAGS:
+            continue
+        nxt: list[Any] = []
+        for model in models:
+            info = getattr(model, "model_fields", {}).get(key)
+            if info is not None:
+                nxt.extend(_models_in(info.annotation))
+        models = nxt
+    return {name for model in models for name in getattr(model, "model_fields", {})}
+
+
+def _models_in(annotation: Any) -> list[Any]:
+    """The pydantic models an annotation names (inside Optional, list, Annotated, unions)."""
+    if hasattr(annotation, "model_fields"):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _describe_all(err: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """One pydantic error as (path, message) problems: a SpecError raised inside a validator
+    brings the other problems of its section with it."""
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, SpecError):
+        others = [
+            tuple(o.split(": ", 1)) if ": " in o else ("", o) for o in getattr(cause, "others", [])
+        ]
+        return [(cause.path, cause.message), *others]
+    return [_describe(err)]
+
+
 def _describe(err: Mapping[str, Any]) -> tuple[str, str]:
     ctx = err.get("ctx") or {}
-    cause = ctx.get("error")
-    if isinstance(cause, SpecError):
-        return cause.path, cause.message
     path = _path(err["loc"])
     if err["type"] == "extra_forbidden":
-        return path, "unknown field"
+        return path, f"unknown field{did_you_mean(err['loc'][-1], _known_keys(err['loc']))}"
     if err["type"] == "missing":
         return path, "required field is missing"
     msg = err["msg"].removeprefix("Value error, ")
@@ -289,7 +321,7 @@ def parse_spec(data: Mapping[str, Any] | JobSpec) -> JobSpec:
     try:
         return JobSpec.model_validate(dict(data))
     except ValidationError as exc:
-        problems = [_describe(e) for e in exc.errors()]
+        problems = [p for e in exc.errors() for p in _describe_all(e)]
         first = SpecError(*problems[0])
         others = [f"{p}: {m}" for p, m in problems[1:]]
         if len(others) > MAX_REPORTED_PROBLEMS:

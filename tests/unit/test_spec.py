@@ -90,6 +90,28 @@ def test_several_problems_are_all_reported():
     assert len(info.value.others) == 1
 
 
+def test_every_kind_of_problem_is_reported_at_once_with_a_did_you_mean():
+    bad = {
+        **MINIMAL,
+        "optimzer": {},
+        "optimizer": {"name": "adam", "lr": "fast", "betas2": 0.9},
+        "training": {"wokers": 2, "batch_size": 0},
+        "model": {"layers": [{"type": "dense", "unit": 3}]},
+    }
+    with pytest.raises(SpecError) as info:
+        parse_spec(bad)
+    reported = [str(info.value), *info.value.others]
+    for expected in (
+        "optimizer.lr: invalid value 'fast' (must be a number)",
+        "optimizer.betas2: unknown field for optimizer 'adam' (did you mean 'betas'?)",
+        "optimzer: unknown field (did you mean 'optimizer'?)",
+        "training.wokers: unknown field (did you mean 'workers'?)",
+        "training.batch_size:",
+        "model.layers.0.unit: unknown field (did you mean 'units'?)",
+    ):
+        assert any(line.startswith(expected) for line in reported), (expected, reported)
+
+
 def test_unreadable_and_unparsable_files(tmp_path):
     with pytest.raises(SpecError, match="cannot read spec"):
         load_spec(tmp_path / "missing.yaml")

@@ -116,7 +116,10 @@ def _features(raw: Raw, spec: DataSpec) -> tuple[np.ndarray, bool]:
     if raw.ids is not None:
         x = np.asarray(raw.x, dtype=np.float32)
         if not np.isfinite(x).all():
-            raise SpecError("data.source", "numeric features contain NaN or infinite values")
+            raise SpecError(
+                "data.source",
+                f"numeric features contain NaN or infinite values{_first_bad(x, raw)}",
+            )
         return x, False
     x = np.asarray(raw.x)
     if x.ndim < 2 or len(x) != len(raw.y):
@@ -128,5 +131,17 @@ def _features(raw: Raw, spec: DataSpec) -> tuple[np.ndarray, bool]:
     if inputs.tokens and x.size and x.min() < 0:
         raise SpecError("data.source", "token ids must be >= 0")
     if not inputs.tokens and not np.isfinite(x).all():
-        raise SpecError("data.source", "features contain NaN or infinite values")
+        raise SpecError(
+            "data.source", f"features contain NaN or infinite values{_first_bad(x, raw)}"
+        )
     return x, inputs.tokens
+
+
+def _first_bad(x: np.ndarray, raw: Raw) -> str:
+    """Where the first non-finite value is: `` (first: row 3, column 'age' = nan)``; rows are
+    counted from 1 after the header, as a spreadsheet shows a csv."""
+    flat = x.reshape(len(x), -1)
+    row, col = (int(i[0]) for i in np.nonzero(~np.isfinite(flat)))
+    named = len(raw.numeric) == flat.shape[1]
+    column = repr(raw.numeric[col]) if named else f"{col} (0-based)"
+    return f" (first: row {row + 1}, column {column} = {flat[row, col]})"

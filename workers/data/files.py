@@ -224,6 +224,6 @@ def load_table(table: TableFormat, spec: DataSpec, seed: int, buckets: int) -> R
     x = np.column_stack(columns) if columns else np.zeros((data.num_rows, 0), np.float32)
     y = data.column(spec.target).to_numpy(zero_copy_only=False)
     if not spec.categorical:
-        return Raw(x, y)
+        return Raw(x, y, numeric=tuple(features))
     ids = hash_fields(data, spec.categorical, buckets)
     return Raw(x, y, ids, tuple(spec.categorical), tuple(features))
