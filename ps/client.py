@@ -15,13 +15,17 @@ from typing import Any
 
 import grpc
 
-from ps.api.convert import spec_to_proto, state_to_proto
+from ps.api.convert import spec_to_proto, state_from_proto, state_to_proto
+from ps.jobs.state import JobState
 from ps.jobs.usercode import pack_code
 from ps.spec import JobSpec, load_spec, parse_spec
 from ps.v1 import training_pb2 as pb
 from ps.v1 import training_pb2_grpc
 
 DEFAULT_SERVER = "127.0.0.1:50051"
+
+
+__all__ = ["Client", "JobState"]
 
 
 class Client:
@@ -33,6 +37,12 @@ class Client:
         tls_ca: PEM file of the CA (or self-signed certificate) to trust; enables TLS.
         timeout: seconds for unary calls.
     """
+
+    @staticmethod
+    def state(job: pb.Job) -> JobState:
+        """A job message's state as the named enum (``JobState.SUCCEEDED``, equal to the string
+        ``"SUCCEEDED"``), not the proto's integer."""
+        return state_from_proto(job.state)
 
     def __init__(
         self,

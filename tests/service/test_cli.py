@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+from ps.client import Client, JobState
 from tests.runtime.helpers import spec
 from tests.service.conftest import TOKEN
 
@@ -39,6 +40,7 @@ def test_the_job_commands_read_well_at_80_columns(service, tmp_path):
 
     status = psctl(service, "status", LONG_ID, "--json")
     assert json.loads(status.stdout)["state"] == "SUCCEEDED"  # the spelling of the docs
+    assert Client.state(client.get(LONG_ID)) is JobState.SUCCEEDED == "SUCCEEDED"
 
     # A refused export writes nothing: not found, an unknown format.
     for args in (["nope", "-o", "x.pt"], [LONG_ID, "-o", "y.onnx", "--format", "onnx"]):
