@@ -84,6 +84,7 @@ def test_ctrl_c_says_how_to_continue_and_resume_finishes_the_job(tmp_path):
     # Not a terminal: plain progress lines (one per evaluation), nothing cut short.
     lines = [line for line in resumed.stderr.splitlines() if line.startswith("step ")]
     assert lines and all("epoch" in line and "…" not in line for line in lines), resumed.stderr
+    assert "Token authentication" not in resumed.stderr  # Ray's notice, not ours to show
     result = json.loads((out / "result.json").read_text())
     assert result["steps"] == result["total_steps"] and result["stop_reason"] == "epochs"
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
