@@ -76,18 +76,29 @@ up() {
   echo "service 127.0.0.1:$PS_PORT, metrics http://127.0.0.1:$PS_METRICS_PORT/metrics"
 }
 
-down() {
-  local pidfile
-  for pidfile in "$DIR"/serve.pid "$DIR"/worker-*.pid "$DIR"/head.pid; do
+stop_groups() {  # grace (s), pidfiles...: SIGTERM each process group, SIGKILL what outlives grace
+  local grace=$1 pidfile; shift
+  local pids=()
+  for pidfile in "$@"; do
     [[ -e "$pidfile" ]] || continue
-    local pid; pid=$(cat "$pidfile")
-    # SIGTERM the process group we started: `ray start --block` stops its own Ray processes.
-    kill -TERM -- "-$pid" 2>/dev/null || true
-    for _ in $(seq 1 60); do running "$pid" || break; sleep 0.5; done
+    pids+=("$(cat "$pidfile")")
+    kill -TERM -- "-${pids[-1]}" 2>/dev/null || true
+  done
+  local pid
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 $((grace * 2))); do running "$pid" || break; sleep 0.5; done
     kill -KILL -- "-$pid" 2>/dev/null || true
     for _ in $(seq 1 20); do running "$pid" || break; sleep 0.5; done  # SIGKILL is not instant
-    rm -f "$pidfile"
   done
+  rm -f "$@"
+}
+
+down() {
+  # The service first: SIGTERM hands its running jobs back to the queue, checkpointed (it
+  # waits up to its --hand-back-timeout, 60 s). Then the Ray nodes, together: they hold no
+  # state of ours, and `ray start --block` takes ~30 s to wind down on SIGTERM alone.
+  stop_groups 75 "$DIR"/serve.pid
+  stop_groups 5 "$DIR"/worker-*.pid "$DIR"/head.pid
   echo "stopped"
 }
 

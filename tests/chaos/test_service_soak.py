@@ -154,14 +154,18 @@ class Cluster:
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     def down(self) -> None:
-        for proc in (self.service, self.head):
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=30)
+        if self.service is not None and self.service.poll() is None:
+            os.killpg(self.service.pid, signal.SIGTERM)
+            try:
+                self.service.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.service.pid, signal.SIGKILL)
+                self.service.wait(timeout=30)
+        if self.head is not None and self.head.poll() is None:
+            # Every Ray process of the head is in its session; SIGTERM makes `ray start
+            # --block` wind down for ~30 s, SIGKILL of the group ends them all at once.
+            os.killpg(self.head.pid, signal.SIGKILL)
+            self.head.wait(timeout=30)
 
 
 class Watcher(threading.Thread):

@@ -30,6 +30,10 @@ def said(proc: subprocess.CompletedProcess) -> str:
     return " ".join((proc.stdout + proc.stderr).split())
 
 
+def _checkpoint_at(out: Path, step: int) -> bool:
+    return any(int(p.name.split("-")[1]) >= step for p in out.glob("checkpoints/step-*"))
+
+
 def _spec_file(tmp_path: Path) -> Path:
     job = spec(training={"workers": 1, "batch_size": 16, "epochs": EPOCHS})
     job["checkpoint"] = {"every_steps": 50}
@@ -67,7 +71,8 @@ def test_ctrl_c_says_how_to_continue_and_resume_finishes_the_job(tmp_path):
         start_new_session=True,
     )
     try:
-        wait_until(lambda: list(out.glob("checkpoints/step-*")), 120, 0.1, what="a checkpoint")
+        # Past the first evaluation (step 79), so that the run has heard of a step.
+        wait_until(lambda: _checkpoint_at(out, 150), 120, 0.1, what="a checkpoint")
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground group
         stdout, stderr = proc.communicate(timeout=60)
     finally:
