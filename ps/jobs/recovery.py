@@ -30,11 +30,16 @@ def job_of(actor_name: str) -> str:
 def buffer_removals(job_id: str) -> list[ray.ObjectRef]:
     """Start removing ``job_id``'s shared-memory buffers on every live node (a killed worker
     leaves its own); each ref resolves to how many buffers that node removed."""
-    unlink = ray.remote(num_cpus=0)(shm.unlink_prefix)
+    return _on_every_node(shm.unlink_prefix, shm.prefix(job_id))
+
+
+def _on_every_node(fn, *args) -> list[ray.ObjectRef]:
+    """``fn(*args)`` as a task on every live node (shared memory is per node)."""
+    task = ray.remote(num_cpus=0)(fn)
     return [
-        unlink.options(
+        task.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-        ).remote(shm.prefix(job_id))
+        ).remote(*args)
         for n in ray.nodes()
         if n["Alive"]
     ]
@@ -43,14 +48,7 @@ def buffer_removals(job_id: str) -> list[ray.ObjectRef]:
 def sweep_buffers(timeout: float = REMOVE_TIMEOUT_S) -> list[str]:
     """Remove, on every live node, the buffers that no process maps any more (left by workers
     killed with an earlier run); returns their names."""
-    sweep = ray.remote(num_cpus=0)(shm.sweep_orphans)
-    refs = [
-        sweep.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-        ).remote()
-        for n in ray.nodes()
-        if n["Alive"]
-    ]
+    refs = _on_every_node(shm.sweep_orphans)
     removed: list[str] = []
     with contextlib.suppress(Exception):
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
