@@ -27,6 +27,7 @@ from ps.spec import JobSpec
 log = logging.getLogger(__name__)
 POLL_S = 1.0  # how long one poll waits for an event
 POLL_DEADLINE_S = 60.0  # a supervisor that answers no poll for this long is taken for dead
+RUN_READ_S = 1.0  # how long a kill waits to read the run it ends
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,10 @@ class SupervisorHandle:
     Build one with :meth:`start` or :meth:`attach`.
     """
 
-    def __init__(self, actor: Any, job_id: str) -> None:
+    def __init__(self, actor: Any, job_id: str, run: Any = None) -> None:
         self.actor = actor
         self.job_id = job_id
+        self._run = run  # the ref of the run this handle started (None: re-attached)
 
     @classmethod
     def start(
@@ -119,8 +121,7 @@ class SupervisorHandle:
             .remote(job_id, spec, run_dir, **kwargs)
         )
         pause_at("supervisor-created")  # a test's window: the actor exists, its job not yet
-        actor.run.remote()
-        return cls(actor, job_id)
+        return cls(actor, job_id, actor.run.remote())
 
     @classmethod
     def attach(
@@ -209,6 +210,15 @@ class SupervisorHandle:
             return False
 
     def kill(self) -> None:
-        """End the actor (whatever it is doing)."""
+        """End the actor (whatever it is doing). The run this handle started is read around
+        the kill (it returns as soon as the job ended), so that no error of it is left unread:
+        Ray logs those as an "Unhandled error" traceback."""
+        if self._run is not None:
+            with contextlib.suppress(Exception):
+                ray.wait([self._run], timeout=RUN_READ_S)
         with contextlib.suppress(Exception):
             ray.kill(self.actor, no_restart=True)
+        if self._run is not None:
+            with contextlib.suppress(Exception):
+                ray.get(self._run, timeout=RUN_READ_S)
+            self._run = None
