@@ -26,8 +26,6 @@ from workers.flat import FlatModel
 from workers.models import Normalizer, TrainedModel, TrainedTableModel, save_model
 from workers.sparse import load_tables, row_requests, tables_of
 
-TRAIN_EVAL_ROWS = 20_000  # the training-loss curve is measured on at most this many rows
-
 
 class Evaluator:
     """Evaluates flat parameter vectors with one network and keeps the early-stopping state.
@@ -51,6 +49,7 @@ class Evaluator:
         self.last: Evaluation | None = None
         self.best: tuple[int, float, ModelState] | None = None  # step, value, state
         self.bad_evaluations = 0
+        self._train_sample = _sample(len(data.y_train), spec.training.eval_train_rows, spec.seed)
 
     @property
     def whole_tables(self) -> bool:
@@ -77,12 +76,9 @@ class Evaluator:
 
     def _rows(self, name: str) -> tuple:
         x, y, ids = self.data.split(name)
-        if name == "train":  # the training curve is measured on a prefix
-            return (
-                x[:TRAIN_EVAL_ROWS],
-                y[:TRAIN_EVAL_ROWS],
-                None if ids is None else ids[:TRAIN_EVAL_ROWS],
-            )
+        if name == "train":  # the training figures come from a fixed, bounded sample
+            rows = self._train_sample
+            return x[rows], y[rows], None if ids is None else ids[rows]
         return x, y, ids
 
     def _splits(self, *names: str) -> dict[str, dict[str, float | None]]:
@@ -194,3 +190,13 @@ def _improves(value: float, best: float, es: EarlyStopping) -> bool:
     if es.monitor == "val_accuracy":
         return value > best + es.min_delta
     return value < best - es.min_delta
+
+
+def _sample(n: int, size: int, seed: int) -> np.ndarray | slice:
+    """The rows of an ``n``-row training split that its figures are measured on: all of them,
+    or ``size`` drawn once with ``seed`` (in split order), the same at every evaluation and
+    after a restart."""
+    if n <= size:
+        return slice(None)
+    rng = np.random.default_rng([seed, 0x7E57])
+    return np.sort(rng.choice(n, size=size, replace=False))

@@ -84,6 +84,7 @@ class TrainingSpec(_Strict):
     topk_ratio: Annotated[float, Field(gt=0, le=1)] = 0.01
     divergence_threshold: Annotated[int, Field(ge=1)] = 20
     sparse_staleness: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    eval_train_rows: Annotated[int, Field(ge=1, le=10_000_000)] = 2048
 
     @property
     def table_mode(self) -> tuple[str, int]:

@@ -320,7 +320,7 @@ class Resources(_message.Message):
     def __init__(self, num_cpus: _Optional[float] = ..., num_gpus: _Optional[float] = ...) -> None: ...
 
 class TrainingSpec(_message.Message):
-    __slots__ = ("workers", "mode", "staleness", "batch_size", "epochs", "max_steps", "eval_every_steps", "early_stopping", "worker_resources", "max_failures", "divergence_threshold", "compression", "topk_ratio", "transport", "sparse_staleness")
+    __slots__ = ("workers", "mode", "staleness", "batch_size", "epochs", "max_steps", "eval_every_steps", "early_stopping", "worker_resources", "max_failures", "divergence_threshold", "compression", "topk_ratio", "transport", "sparse_staleness", "eval_train_rows")
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     STALENESS_FIELD_NUMBER: _ClassVar[int]
@@ -336,6 +336,7 @@ class TrainingSpec(_message.Message):
     TOPK_RATIO_FIELD_NUMBER: _ClassVar[int]
     TRANSPORT_FIELD_NUMBER: _ClassVar[int]
     SPARSE_STALENESS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_TRAIN_ROWS_FIELD_NUMBER: _ClassVar[int]
     workers: int
     mode: str
     staleness: int
@@ -351,7 +352,8 @@ class TrainingSpec(_message.Message):
     topk_ratio: float
     transport: str
     sparse_staleness: int
-    def __init__(self, workers: _Optional[int] = ..., mode: _Optional[str] = ..., staleness: _Optional[int] = ..., batch_size: _Optional[int] = ..., epochs: _Optional[int] = ..., max_steps: _Optional[int] = ..., eval_every_steps: _Optional[int] = ..., early_stopping: _Optional[_Union[EarlyStopping, _Mapping]] = ..., worker_resources: _Optional[_Union[Resources, _Mapping]] = ..., max_failures: _Optional[int] = ..., divergence_threshold: _Optional[int] = ..., compression: _Optional[str] = ..., topk_ratio: _Optional[float] = ..., transport: _Optional[str] = ..., sparse_staleness: _Optional[int] = ...) -> None: ...
+    eval_train_rows: int
+    def __init__(self, workers: _Optional[int] = ..., mode: _Optional[str] = ..., staleness: _Optional[int] = ..., batch_size: _Optional[int] = ..., epochs: _Optional[int] = ..., max_steps: _Optional[int] = ..., eval_every_steps: _Optional[int] = ..., early_stopping: _Optional[_Union[EarlyStopping, _Mapping]] = ..., worker_resources: _Optional[_Union[Resources, _Mapping]] = ..., max_failures: _Optional[int] = ..., divergence_threshold: _Optional[int] = ..., compression: _Optional[str] = ..., topk_ratio: _Optional[float] = ..., transport: _Optional[str] = ..., sparse_staleness: _Optional[int] = ..., eval_train_rows: _Optional[int] = ...) -> None: ...
 
 class PsSpec(_message.Message):
     __slots__ = ("shards", "resources", "max_params", "max_table_bytes")
