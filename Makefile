@@ -45,6 +45,7 @@ bench: setup
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/profile_step.py
 	$(PY) benchmarks/sparse.py
+	$(PY) benchmarks/evaluation.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
