@@ -19,9 +19,7 @@ from datetime import date
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-import ray
-
-from ps.jobs.runner import run_job
+from ps.jobs.runner import ray_session, run_job
 from ps.spec import parse_spec
 
 TARGET_SHARE = 0.05  # issue #26: evaluation's share of a default job's wall time ≤ 5%
@@ -64,21 +62,13 @@ def main() -> None:
         help="the training-split sample (2048: the default; 20000: what evaluated before)",
     )
     args = parser.parse_args()
-    ray.init(
-        address="local",
-        num_cpus=os.cpu_count(),
-        include_dashboard=False,
-        logging_level="ERROR",
-        log_to_driver=False,
-    )
     walls = {}
-    with TemporaryDirectory() as tmp:
+    with ray_session(), TemporaryDirectory() as tmp:
         for evaluate in (False, True, False, True):  # interleaved: drift hits both alike
             spec = parse_spec(job(args.epochs, evaluate, args.eval_train_rows))
             result = run_job(spec, Path(tmp) / f"{evaluate}")
             walls.setdefault(evaluate, []).append(result.wall_time_s)
             steps = result.steps
-    ray.shutdown()
     off, on = min(walls[False]), min(walls[True])
     share = 1 - off / on
     print(f"# evaluation cost — {date.today()} — {platform.machine()}, {os.cpu_count()} CPUs")
