@@ -31,13 +31,16 @@ class SpecProblems:
     def __init__(self) -> None:
         self.errors: list[SpecError] = []
 
-    def attempt(self, call, *args, default=None):
-        """``call(*args)``, or ``default`` with its :class:`SpecError` collected."""
+    def add(self, error: SpecError) -> None:
+        self.errors.append(error)
+
+    def attempt(self, call, *args):
+        """``call(*args)``, or None with its :class:`SpecError` collected."""
         try:
             return call(*args)
         except SpecError as exc:
-            self.errors.append(exc)
-            return default
+            self.add(exc)
+            return None
 
     def raise_any(self) -> None:
         if not self.errors:

@@ -162,21 +162,18 @@ def cancel(
     """Cancel a queued or running job (waits until its actors are gone); a job that has
     already finished is left as it is (exit 0)."""
 
+    from ps.client import Client
+
     def call(c):
         before = c.get(job_id)
-        return before, (before if _finished(before) else c.cancel(job_id))
+        finished = Client.state(before).is_terminal()
+        return finished, (before if finished else c.cancel(job_id))
 
-    before, job = with_client(server, token, tls_ca, call)
-    if _finished(before):
+    finished, job = with_client(server, token, tls_ca, call)
+    if finished:
         Console().print(f"{job.job_id} had already finished ({state_name(job)}): nothing to cancel")
     else:
         Console().print(f"{job.job_id}: {state_name(job)}")
-
-
-def _finished(job) -> bool:
-    from ps.api.convert import state_from_proto
-
-    return state_from_proto(job.state).is_terminal()
 
 
 def resume(

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from ps.cli.common import EXIT_SPEC, console
-from ps.server.checkpoint import latest_checkpoint
+from ps.server.checkpoint import checkpoint_step, latest_checkpoint
 
 
 def prepare_output(out: Path, overwrite: bool, resume: bool) -> None:
@@ -26,7 +26,7 @@ def prepare_output(out: Path, overwrite: bool, resume: bool) -> None:
     if not earlier:
         return
     if not overwrite:
-        held = f" (last checkpoint: step {_step(checkpoint)})" if checkpoint else ""
+        held = f" (last checkpoint: step {checkpoint_step(checkpoint)})" if checkpoint else ""
         _refuse(
             f"{out} holds an earlier run{held}: pass --overwrite to replace it, --resume to "
             "continue it from its last checkpoint, or choose another --output"
@@ -44,15 +44,11 @@ def interrupted(spec: Path, out: Path, step: int | None) -> None:
         console.print(f"interrupted{where}; no checkpoint was written yet")
         return
     console.print(
-        f"interrupted{where}; last checkpoint {checkpoint} (step {_step(checkpoint)})\n"
+        f"interrupted{where}; last checkpoint {checkpoint} (step {checkpoint_step(checkpoint)})\n"
         f"continue with: psctl run {spec} --output {out} --resume",
         highlight=False,
         soft_wrap=True,  # paths and the command stay whole, to be copied
     )
-
-
-def _step(checkpoint: Path) -> int:
-    return int(checkpoint.name.split("-")[1])
 
 
 def _refuse(message: str) -> None:

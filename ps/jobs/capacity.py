@@ -63,7 +63,3 @@ class Capacity:
 
     def release(self, job_id: str) -> None:
         self._held.pop(job_id, None)
-
-    def held(self) -> dict[str, dict[str, float]]:
-        """Each job's reservation (a copy)."""
-        return {job: dict(need) for job, need in self._held.items()}

@@ -14,8 +14,8 @@ from ps.jobs.attempt import AttemptOutcome, JobContext
 from ps.jobs.errors import JobPreempted
 from ps.jobs.events import Finished, JobResult, Telemetry
 from ps.jobs.results import make_result
-from ps.jobs.rundir import checkpoint_step
 from ps.jobs.snapshot import join_state
+from ps.server.checkpoint import checkpoint_step
 
 
 async def hand_back(ctx: JobContext, gen: Generation) -> None:

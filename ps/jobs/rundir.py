@@ -27,7 +27,12 @@ from ps.jobs.events import HISTORY_KINDS, Event, JobResult
 from ps.jobs.hooks import pause_at
 from ps.jobs.snapshot import ModelState
 from ps.plot import plot_curves
-from ps.server.checkpoint import latest_checkpoint, read_checkpoint, write_checkpoint
+from ps.server.checkpoint import (
+    checkpoint_step,
+    latest_checkpoint,
+    read_checkpoint,
+    write_checkpoint,
+)
 from ps.spec import JobSpec
 from workers.models import TrainedModel, export_program
 
@@ -78,10 +83,6 @@ async def _on_this_node(fn: Callable[..., Any], *args: Any) -> Any:
     than once per job (a supervisor is a fresh process)."""
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     return await _remote(fn).options(scheduling_strategy=here).remote(*args)
-
-
-def checkpoint_step(checkpoint: Path) -> int:
-    return int(checkpoint.name.split("-")[1])
 
 
 class RunDirectory:

@@ -269,9 +269,10 @@ class Scheduler:
             remove_buffers([job_id])
         pause_at("recording-end")
         record = self._record_end(job_id, outcome, running.cancel_requested, lost)
-        # Only once the end is recorded: a service that dies before this re-attaches to the
-        # finished supervisor and records its end then.
-        running.handle.kill()
+        if outcome is not None:
+            # Only once the end is recorded: a service that dies before this re-attaches to
+            # the finished supervisor and records its end then.
+            running.handle.kill()
         with self.wake:
             self._running.pop(job_id, None)
             self.capacity.release(job_id)

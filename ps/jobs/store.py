@@ -69,9 +69,9 @@ class JobRecord:
 
     @property
     def failures(self) -> int:
-        """Every start, less those the service ended itself (a restart, or a stop that handed
-        the job back): after an attempt failed, the failures so far (the running or succeeded
-        attempt counts too)."""
+        """The attempts the job ended itself: every start less those the service ended (a
+        restart, or a stop that handed the job back). Counted against ``max_failures`` once
+        an attempt has failed (that attempt included)."""
         return self.attempts - self.handbacks
 
 
@@ -245,8 +245,9 @@ class JobStore:
         """
         with self._lock:
             cur = self._write(
-                "UPDATE jobs SET state = 'QUEUED', attempts = 0, handbacks = 0, resume = 1, error = '', "
-                "finished_at = NULL WHERE job_id = ? AND state IN ('FAILED', 'CANCELLED')",
+                "UPDATE jobs SET state = 'QUEUED', attempts = 0, handbacks = 0, resume = 1, "
+                "error = '', finished_at = NULL "
+                "WHERE job_id = ? AND state IN ('FAILED', 'CANCELLED')",
                 (job_id,),
             )
             if cur.rowcount == 0:

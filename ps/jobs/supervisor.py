@@ -27,9 +27,10 @@ from ps.jobs.events import Event, JobResult, Restored, StateChanged
 from ps.jobs.failures import FailureBudget
 from ps.jobs.handle import Outcome
 from ps.jobs.resolved import ResolvedJob
-from ps.jobs.rundir import RunDirectory, checkpoint_step, preload_finishing
+from ps.jobs.rundir import RunDirectory, preload_finishing
 from ps.jobs.state import JobState
 from ps.jobs.telemetry import JobFigures
+from ps.server.checkpoint import checkpoint_step
 from ps.spec import JobSpec
 from workers.worker import WorkerReport
 

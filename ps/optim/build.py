@@ -69,7 +69,7 @@ def resolve_optimizer(
         )
     if "weight_decay" in cfg and name != "adamw":
         cfg.pop("weight_decay")
-        problems.errors.append(
+        problems.add(
             SpecError(
                 "optimizer.weight_decay",
                 f"unknown field for optimizer {name!r}: coupled weight decay is regularization.l2 "

@@ -96,7 +96,7 @@ def resolve(
     for name in given:
         if name not in known:
             allowed = ", ".join(sorted(known)) or "none"
-            problems.errors.append(
+            problems.add(
                 SpecError(
                     f"{section}.{name}",
                     f"unknown field for optimizer {rule!r}{did_you_mean(name, known)} "

@@ -10,6 +10,7 @@ Ray calls then carry only small control messages. Files are plain ``np.memmap`` 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -72,11 +73,9 @@ def _mapped_paths() -> set[str]:
 
 
 def sweep_orphans(min_age_s: float = 60.0) -> list[str]:
-    """Remove this user's ``ps-*`` buffers on this node that no process maps any more and that are older
-    than ``min_age_s`` (a buffer being created is mapped at once; the age covers the instant
-    before): what killed workers left. Returns their names."""
-    import time
-
+    """Remove this user's ``ps-*`` buffers on this node that no process maps any more and that
+    are older than ``min_age_s`` (a buffer being created is mapped at once; the age covers the
+    instant before): what killed workers left. Returns their names."""
     if not SHM_DIR.is_dir():
         return []
     uid, now = os.getuid(), time.time()

@@ -58,6 +58,11 @@ def write_checkpoint(
     return final
 
 
+def checkpoint_step(checkpoint: Path) -> int:
+    """The step a checkpoint directory (``step-NNNNNNNN``) was taken at."""
+    return int(checkpoint.name[len(PREFIX) :])
+
+
 def list_checkpoints(root: Path) -> list[Path]:
     """Complete checkpoint directories, oldest first."""
     if not root.is_dir():
@@ -67,7 +72,7 @@ def list_checkpoints(root: Path) -> list[Path]:
         for p in root.iterdir()
         if p.is_dir() and p.name.startswith(PREFIX) and not p.name.endswith(INCOMPLETE)
     ]
-    return sorted(done, key=lambda p: int(p.name[len(PREFIX) :]))
+    return sorted(done, key=checkpoint_step)
 
 
 def latest_checkpoint(root: Path) -> Path | None:
