@@ -8,8 +8,9 @@ TORCH   ?= torch==2.13.0
 
 setup: $(VENV)/.installed
 
+# `pip install -e .` also compiles the row store (ps/server/native, pybind11 from the build deps).
 # torch goes in first and explicitly: a plain `torch` requirement resolves to a CUDA build here.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py ps/server/native/rowstore.cpp
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "$(TORCH)"
@@ -45,6 +46,7 @@ bench: setup
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/profile_step.py
 	$(PY) benchmarks/sparse.py
+	$(PY) benchmarks/rowstore.py
 	$(PY) benchmarks/evaluation.py
 
 clean:

@@ -75,7 +75,7 @@ def table_size(batch_keys: int, big: int) -> list[str]:
     large = filled_table(big)
     large_ms = step_ms(large, big, batch_keys)
     t0 = time.perf_counter()
-    large.values[:big].copy()
+    large.rows.all_rows()
     one_pass = (time.perf_counter() - t0) * 1e3
     moved = batch_keys * (8 + 2 * WIDTH * 4)
     return [
@@ -92,7 +92,7 @@ def table_size(batch_keys: int, big: int) -> list[str]:
 
 def memory(configured: int, touched: int) -> list[str]:
     table = filled_table(touched, num_rows=configured)
-    dense = configured * WIDTH * 4 * (1 + len(table.state))
+    dense = configured * WIDTH * 4 * (1 + len(table.rule.state))
     return [
         "| table | shard holds | the configured table with state | ratio |",
         "|---|---:|---:|---:|",

@@ -3,8 +3,8 @@
 The configured size of a table (``num_rows``, or ``model.embedding.buckets``) bounds the ids; it
 is not an allocation. A shard keeps only the rows pushed to it so far: their keys, values, the
 per-row optimizer state (:mod:`ps.optim.rows`) and update counts, in arrays that grow with the
-rows touched, found through an open-addressing hash index (numpy, vectorized: no Python loop per
-key). Reads never create rows: an id never trained reads as its initial value while training
+rows touched, in a row store (:mod:`ps.server.rowstores`: compiled, with the numpy reference
+beside it). Reads never create rows: an id never trained reads as its initial value while training
 (:func:`ps.hashing.initial_rows`, the value its first update starts from) and as zeros in
 evaluation and exports (no information learned about it).
 """
@@ -16,75 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ps.hashing import mix64
 from ps.optim.rows import RowRule
 from ps.protocol.messages import TableConfig
 from ps.protocol.rows import sum_rows
-
-EMPTY = -1
-MIN_CAPACITY = 1024
-GROWTH = 1.5
-MAX_LOAD = 0.5  # of the hash index: probes stay short
-
-
-class KeyIndex:
-    """Keys (non-negative int64) to slots 0, 1, 2, … in insertion order."""
-
-    def __init__(self) -> None:
-        self.keys = np.empty(MIN_CAPACITY, dtype=np.int64)  # by slot
-        self.n = 0
-        self.slots = np.full(2 * MIN_CAPACITY, EMPTY, dtype=np.int32)  # by hash bucket
-
-    def _home(self, keys: np.ndarray) -> np.ndarray:
-        mask = np.uint64(len(self.slots) - 1)
-        return (mix64(keys.view(np.uint64)) & mask).astype(np.int64)
-
-    def find(self, keys: np.ndarray) -> np.ndarray:
-        """The slot of each key, or -1 where absent."""
-        found = np.full(len(keys), EMPTY, dtype=np.int64)
-        pos, todo, mask = self._home(keys), np.arange(len(keys)), len(self.slots) - 1
-        while todo.size:
-            slot = self.slots[pos[todo]]
-            occupied = slot != EMPTY
-            hit = occupied & (self.keys[np.where(occupied, slot, 0)] == keys[todo])
-            found[todo[hit]] = slot[hit]
-            todo = todo[occupied & ~hit]
-            pos[todo] = (pos[todo] + 1) & mask
-        return found
-
-    def add(self, keys: np.ndarray) -> np.ndarray:
-        """Give new slots to ``keys`` (distinct, all absent); returns them."""
-        k = len(keys)
-        if self.n + k > len(self.keys):
-            grown = np.empty(max(self.n + k, int(len(self.keys) * GROWTH)), dtype=np.int64)
-            grown[: self.n] = self.keys[: self.n]
-            self.keys = grown
-        new = np.arange(self.n, self.n + k, dtype=np.int64)
-        self.keys[self.n : self.n + k] = keys
-        self.n += k
-        if self.n > MAX_LOAD * len(self.slots):
-            size = len(self.slots)
-            while self.n > MAX_LOAD * size:
-                size *= 2
-            self.slots = np.full(size, EMPTY, dtype=np.int32)
-            self._place(np.arange(self.n, dtype=np.int64))
-        else:
-            self._place(new)
-        return new
-
-    def _place(self, slots: np.ndarray) -> None:
-        pos, todo, mask = self._home(self.keys[slots]), np.arange(len(slots)), len(self.slots) - 1
-        while todo.size:
-            free = self.slots[pos[todo]] == EMPTY
-            claim = todo[free]
-            self.slots[pos[claim]] = slots[claim]  # several may claim one bucket: one wins
-            won = self.slots[pos[todo]] == slots[todo]
-            todo = todo[~won]
-            pos[todo] = (pos[todo] + 1) & mask
-
-    @property
-    def nbytes(self) -> int:
-        return self.keys.nbytes + self.slots.nbytes
+from ps.server.rowstores import NativeRows, NumpyRows, make_rows
 
 
 class SparseTable:
@@ -94,25 +29,27 @@ class SparseTable:
         config: the table.
         rule: the per-row update rule.
         seed: the job's seed (initial values).
+        rows: where the rows live (default: :func:`ps.server.rowstores.make_rows`).
     """
 
-    def __init__(self, config: TableConfig, rule: RowRule, seed: int) -> None:
+    def __init__(
+        self,
+        config: TableConfig,
+        rule: RowRule,
+        seed: int,
+        rows: NativeRows | NumpyRows | None = None,
+    ) -> None:
         self.config, self.rule, self.seed = config, rule, seed
-        self.index = KeyIndex()
-        width = config.width
-        self.values = np.empty((MIN_CAPACITY, width), dtype=np.float32)
-        self.state = {s: np.empty((MIN_CAPACITY, width), dtype=np.float32) for s in rule.state}
-        self.steps = np.zeros(MIN_CAPACITY, dtype=np.int32)
+        self.rows = rows if rows is not None else make_rows(config.width, rule)
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
         self._before: tuple[np.ndarray, np.ndarray] | None = None  # sorted keys, their old rows
 
     def __len__(self) -> int:
-        return self.index.n
+        return len(self.rows)
 
     @property
     def nbytes(self) -> int:
-        rows = self.values.nbytes + sum(s.nbytes for s in self.state.values())
-        return rows + self.steps.nbytes + self.index.nbytes
+        return self.rows.nbytes
 
     # -- reads --------------------------------------------------------------------------------
     def lookup(self, keys: np.ndarray, missing: str = "init", before_step: bool = False):
@@ -120,15 +57,10 @@ class SparseTable:
         initial value (``missing="init"``) or zeros. ``before_step``: as they were before the
         last sync step (a replayed step, see :meth:`finish_step`)."""
         keys = np.asarray(keys, dtype=np.int64)
-        slots = self.index.find(keys)
-        have = slots >= 0
-        out = self.values[np.where(have, slots, 0)]
-        if not have.all():
+        out, have = self.rows.lookup(keys)
+        if missing == "init" and not have.all():
             absent = ~have
-            if missing == "init":
-                out[absent] = self.config.initial(self.seed, keys[absent])
-            else:
-                out[absent] = 0.0
+            out[absent] = self.config.initial(self.seed, keys[absent])
         if before_step and self._before is not None:
             old_keys, old_rows = self._before
             at = np.searchsorted(old_keys, keys).clip(max=max(len(old_keys) - 1, 0))
@@ -138,48 +70,18 @@ class SparseTable:
 
     def items(self) -> tuple[np.ndarray, np.ndarray]:
         """Every row this shard has: (keys sorted, rows)."""
-        n = self.index.n
-        order = np.argsort(self.index.keys[:n], kind="stable")
-        return self.index.keys[:n][order], self.values[:n][order]
+        keys, values = self.rows.all_rows()
+        order = np.argsort(keys, kind="stable")
+        return keys[order], values[order]
 
     # -- writes -------------------------------------------------------------------------------
     def apply(self, keys: np.ndarray, grads: np.ndarray) -> None:
         """One update of the rows ``keys`` (distinct) with ``grads`` (``(k, width)``); absent
         rows are created with their initial value first."""
         keys = np.asarray(keys, dtype=np.int64)
-        if not len(keys):
-            return
-        slots = self._slots(keys)
-        self.steps[slots] += 1
-        w = torch.from_numpy(self.values[slots])
-        state = {s: torch.from_numpy(a[slots]) for s, a in self.state.items()}
-        steps = torch.from_numpy(self.steps[slots].astype(np.float32)[:, None])
-        self.rule.apply(w, torch.from_numpy(np.array(grads, dtype=np.float32)), state, steps)
-        self.values[slots] = w.numpy()
-        for s, a in self.state.items():
-            a[slots] = state[s].numpy()
-
-    def _slots(self, keys: np.ndarray) -> np.ndarray:
-        slots = self.index.find(keys)
-        absent = slots < 0
-        if absent.any():
-            new_keys = keys[absent]
-            new = self.index.add(new_keys)
-            self._reserve(self.index.n)
-            self.values[new] = self.config.initial(self.seed, new_keys)
-            for s, a in self.state.items():
-                a[new] = self.rule.initial(s)
-            self.steps[new] = 0
-            slots[absent] = new
-        return slots
-
-    def _reserve(self, n: int) -> None:
-        if n <= len(self.values):
-            return
-        size = max(n, int(len(self.values) * GROWTH))
-        self.values = _grown(self.values, size)
-        self.state = {s: _grown(a, size) for s, a in self.state.items()}
-        self.steps = _grown(self.steps, size)
+        if len(keys):
+            grads = np.ascontiguousarray(grads, dtype=np.float32)
+            self.rows.apply(keys, grads, lambda new: self.config.initial(self.seed, new))
 
     def accumulate(self, keys: np.ndarray, grads: np.ndarray) -> None:
         """Keep one worker's row gradients for this sync step (see :meth:`finish_step`)."""
@@ -204,15 +106,15 @@ class SparseTable:
     def state_dict(self) -> dict[str, Any]:
         """Every row, its state and update count, and gradients waiting for a sync step
         (copies)."""
-        n = self.index.n
-        keys, grads = sum_rows(self._pending, self.config.width)
+        keys, values, state, steps = self.rows.export()
+        pending_keys, pending_grads = sum_rows(self._pending, self.config.width)
         return {
-            "keys": torch.from_numpy(self.index.keys[:n].copy()),
-            "values": torch.from_numpy(self.values[:n].copy()),
-            "state": {s: torch.from_numpy(a[:n].copy()) for s, a in self.state.items()},
-            "steps": torch.from_numpy(self.steps[:n].copy()),
-            "pending_keys": torch.from_numpy(keys),
-            "pending_grads": torch.from_numpy(grads),
+            "keys": torch.from_numpy(keys),
+            "values": torch.from_numpy(values),
+            "state": {s: torch.from_numpy(a) for s, a in state.items()},
+            "steps": torch.from_numpy(steps),
+            "pending_keys": torch.from_numpy(pending_keys),
+            "pending_grads": torch.from_numpy(pending_grads),
         }
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
@@ -227,29 +129,15 @@ class SparseTable:
                 f"table {self.config.name}: checkpoint rows are {values.shape}, not (n, "
                 f"{self.config.width})"
             )
-        if set(saved["state"]) != set(self.state):
+        if set(saved["state"]) != set(self.rule.state):
             raise ValueError(
                 f"table {self.config.name}: checkpoint holds optimizer state "
-                f"{sorted(saved['state'])}, this rule keeps {sorted(self.state)}"
+                f"{sorted(saved['state'])}, this rule keeps {sorted(self.rule.state)}"
             )
+        state = {s: np.asarray(a, dtype=np.float32) for s, a in saved["state"].items()}
         keys = np.asarray(saved["keys"], dtype=np.int64)
-        self.index = KeyIndex()
-        self.index.add(keys)
-        self.values = np.empty((0, self.config.width), np.float32)
-        self.state = {s: np.empty((0, self.config.width), np.float32) for s in self.state}
-        self.steps = np.zeros(0, np.int32)
-        self._reserve(max(len(keys), MIN_CAPACITY))
-        self.values[: len(keys)] = values
-        for s, a in self.state.items():
-            a[: len(keys)] = np.asarray(saved["state"][s], dtype=np.float32)
-        self.steps[: len(keys)] = np.asarray(saved["steps"], dtype=np.int32)
+        self.rows.load(keys, values, state, np.asarray(saved["steps"], dtype=np.int32))
         pending = np.asarray(saved["pending_keys"], dtype=np.int64)
         grads = np.asarray(saved["pending_grads"], dtype=np.float32)
         self._pending = [(pending, grads)] if len(pending) else []
         self._before = None
-
-
-def _grown(a: np.ndarray, size: int) -> np.ndarray:
-    out = np.zeros((size, *a.shape[1:]), dtype=a.dtype)
-    out[: len(a)] = a
-    return out

@@ -15,8 +15,9 @@ from ps.optim.rows import build_row_rule, resolve_sparse_optimizer
 from ps.protocol.messages import Push, TableConfig
 from ps.protocol.rows import sum_duplicates
 from ps.server.config import ShardConfig
+from ps.server.rowstores import KeyIndex
 from ps.server.shard import ShardCore
-from ps.server.sparse import KeyIndex, SparseTable
+from ps.server.sparse import SparseTable
 from ps.server.tables import TablesConfig
 
 WIDTH = 3
