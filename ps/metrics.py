@@ -88,6 +88,9 @@ class JobSeries:
     rows_per_step: float | None = None
     sparse_bytes_pushed: int = 0
     sparse_bytes_pulled: int = 0
+    rows_admitted: int = 0
+    rows_evicted: int = 0
+    rows_expired: int = 0
     ended_at: float | None = None
 
 
@@ -170,6 +173,8 @@ class JobTelemetry(Collector):
                     s.rows_per_step = f.rows_pushed / f.steps if f.steps else None
                     s.sparse_bytes_pushed = f.sparse_bytes_pushed
                     s.sparse_bytes_pulled = f.sparse_bytes_pulled
+                    s.rows_admitted, s.rows_evicted = f.rows_admitted, f.rows_evicted
+                    s.rows_expired = f.rows_expired
                 if f.learning_rate is not None:
                     s.learning_rate = f.learning_rate
 
@@ -237,6 +242,21 @@ JOB_COUNTERS = (
         "ps_sparse_bytes_pulled",
         "Embedding-row bytes (keys and rows) sent by the shards.",
         "sparse_bytes_pulled",
+    ),
+    (
+        "ps_table_rows_admitted",
+        "Embedding rows created (ids past model.embedding.admit_after).",
+        "rows_admitted",
+    ),
+    (
+        "ps_table_rows_evicted",
+        "Embedding rows dropped to keep model.embedding.max_rows.",
+        "rows_evicted",
+    ),
+    (
+        "ps_table_rows_expired",
+        "Embedding rows dropped after model.embedding.expire_after_steps without an update.",
+        "rows_expired",
     ),
 )
 JOB_GAUGES = (

@@ -35,7 +35,17 @@ class CTRModel(nn.Module):
         self.fields, self.dim = inputs.fields, emb.dim
         numeric = inputs.shape[0] if inputs.shape else 0
         width = 1 if self.kind == "logistic" else 1 + emb.dim
-        self.embedding = SparseEmbedding(emb.buckets, width, emb.scale, emb.init, zero_columns=1)
+        self.embedding = SparseEmbedding(
+            emb.buckets,
+            width,
+            emb.scale,
+            emb.init,
+            zero_columns=1,
+            admit_after=emb.admit_after,
+            max_rows=emb.max_rows,
+            evict=emb.evict,
+            expire_after_steps=emb.expire_after_steps,
+        )
         self.bias = nn.Parameter(torch.zeros(1))
         self.numeric = nn.Linear(numeric, 1, bias=False) if numeric else None
         self.deep = None

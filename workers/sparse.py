@@ -55,6 +55,11 @@ class SparseEmbedding(nn.Module):
         std: float = 0.01,
         init: str = "normal",
         zero_columns: int = 0,
+        *,
+        admit_after: int = 1,
+        max_rows: int | None = None,
+        evict: str = "lru",
+        expire_after_steps: int | None = None,
     ) -> None:
         super().__init__()
         if not 1 <= int(num_rows) <= 2**62:
@@ -63,8 +68,15 @@ class SparseEmbedding(nn.Module):
             raise ValueError(f"dim must be in [1, {MAX_WIDTH}], got {dim}")
         if init not in ("normal", "uniform", "zeros") or not 0 <= std < float("inf"):
             raise ValueError("init must be normal, uniform or zeros with a finite std >= 0")
+        check_lifecycle(admit_after, max_rows, evict, expire_after_steps)
         self.num_rows, self.dim = int(num_rows), int(dim)
         self.init, self.std, self.zero_columns = init, float(std), int(zero_columns)
+        self.lifecycle = {
+            "admit_after": int(admit_after),
+            "max_rows": None if max_rows is None else int(max_rows),
+            "evict": evict,
+            "expire_after_steps": None if expire_after_steps is None else int(expire_after_steps),
+        }
         self.table = -1  # set by tables_of()
         self.source: RowSource | None = None
         # Sorted ids and their rows; a sentinel id -1 (never looked up) keeps the lookup branchless.
@@ -107,8 +119,33 @@ class SparseEmbedding(nn.Module):
 
     def config(self, name: str) -> TableConfig:
         return TableConfig(
-            self.table, name, self.num_rows, self.dim, self.init, self.std, self.zero_columns
+            self.table,
+            name,
+            self.num_rows,
+            self.dim,
+            self.init,
+            self.std,
+            self.zero_columns,
+            **self.lifecycle,
         )
+
+
+def check_lifecycle(
+    admit_after: int, max_rows: int | None, evict: str, expire_after_steps: int | None
+) -> None:
+    """Refuse lifecycle options a table cannot have (see :mod:`ps.server.lifecycle`).
+
+    Raises:
+        ValueError: naming the option.
+    """
+    if not 1 <= int(admit_after) <= 65_535:
+        raise ValueError(f"admit_after must be in [1, 65535], got {admit_after}")
+    if max_rows is not None and int(max_rows) < 1:
+        raise ValueError(f"max_rows must be at least 1 (or None: no bound), got {max_rows}")
+    if evict not in ("lru", "lfu"):
+        raise ValueError(f"evict must be lru or lfu, got {evict!r}")
+    if expire_after_steps is not None and int(expire_after_steps) < 1:
+        raise ValueError(f"expire_after_steps must be at least 1, got {expire_after_steps}")
 
 
 def sparse_modules(net: nn.Module) -> list[tuple[str, SparseEmbedding]]:

@@ -159,6 +159,7 @@ class JobActors:
                 *t.table_mode,
                 seed=spec.seed,
                 snapshot_tables=self.layout.whole_tables,
+                shards=len(self.param_slices),
             ),
         )
 

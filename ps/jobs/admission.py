@@ -250,19 +250,45 @@ def table_memory(spec: JobSpec, data: DataInfo) -> int:
     if spec.model.type not in CTR_TYPES:
         return 0
     table = spec.model.table
+    _check_row_budget(spec, data)
     rows = min(table.buckets, data.distinct_ids or table.buckets)
+    bounded = table.max_rows is not None and table.max_rows < rows
+    if bounded:
+        rows = table.max_rows
     width = 1 + (table.dim if spec.model.type != "logistic" else 0)
     slots = 1 + len(ROW_RULES[spec.sparse_optimizer.name].state)
-    per_row = width * FLOAT_BYTES * slots + 24  # key, index slot at load ≤ 0.5, row number
+    # key and update count, index bucket (key and slot) at load ≤ 0.5, last update
+    per_row = width * FLOAT_BYTES * slots + 52
     nbytes = rows * per_row
     if nbytes > spec.ps.max_table_bytes:
+        key = "model.embedding.max_rows" if bounded else "model.embedding.buckets"
         raise SpecError(
-            "model.embedding.buckets",
+            key,
             f"the embedding table may reach {rows:,} rows × {per_row} bytes ≈ {_gib(nbytes)}, "
-            f"more than ps.max_table_bytes = {_gib(spec.ps.max_table_bytes)} (fewer buckets, a "
-            "smaller model.embedding.dim, or a larger ps.max_table_bytes)",
+            f"more than ps.max_table_bytes = {_gib(spec.ps.max_table_bytes)} (fewer "
+            f"{'max_rows' if bounded else 'buckets'}, a smaller model.embedding.dim, or a larger "
+            "ps.max_table_bytes)",
         )
     return nbytes
+
+
+def _check_row_budget(spec: JobSpec, data: DataInfo) -> None:
+    """A row budget must hold the rows one update touches: each shard's share at least one
+    step's ids (batch_size × fields × workers, or the data's distinct ids where fewer: an upper
+    bound), or an update would evict rows it just wrote."""
+    table = spec.model.table
+    if table.max_rows is None:
+        return
+    t = spec.training
+    fields = len(spec.data.categorical) or spec.data.n_fields  # a CSV's columns, or synthetic
+    touched = min(t.batch_size * fields * t.workers, data.distinct_ids or table.buckets)
+    if table.max_rows // spec.ps.shards < touched:
+        raise SpecError(
+            "model.embedding.max_rows",
+            f"{table.max_rows:,} rows over {spec.ps.shards} shard(s) is less than one step can "
+            f"touch ({t.batch_size} rows × {fields} fields × {t.workers} workers = "
+            f"{touched:,} per shard): raise it to at least {touched * spec.ps.shards:,}",
+        )
 
 
 def check_fits(admission: Admission, cluster: dict[str, float]) -> None:

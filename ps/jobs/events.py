@@ -100,6 +100,9 @@ class Figures:
     rows_pushed: int = 0  # row gradients received by the shards
     sparse_bytes_pushed: int = 0
     sparse_bytes_pulled: int = 0
+    rows_admitted: int = 0  # table rows created (ps/server/lifecycle.py)
+    rows_evicted: int = 0
+    rows_expired: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

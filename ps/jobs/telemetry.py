@@ -124,6 +124,9 @@ class JobFigures:
             rows_pushed=sum(s.rows_pushed for s in stats),
             sparse_bytes_pushed=sum(s.sparse_bytes_pushed for s in stats),
             sparse_bytes_pulled=sum(s.sparse_bytes_pulled for s in stats),
+            rows_admitted=sum(s.rows_admitted for s in stats),
+            rows_evicted=sum(s.rows_evicted for s in stats),
+            rows_expired=sum(s.rows_expired for s in stats),
             histograms={
                 **{k: h.to_dict() for k, h in hist.items()},
                 "update": update.to_dict(),

@@ -104,6 +104,8 @@ class TableConfig:
         num_rows: ids are in ``[0, num_rows)``.
         width: floats per row.
         init / scale / zero_columns: initial values (see :func:`ps.hashing.initial_rows`).
+        admit_after / max_rows / evict / expire_after_steps: the rows' lifecycle
+            (:mod:`ps.server.lifecycle`; 1 / None / "lru" / None: every id keeps its row).
     """
 
     table: int
@@ -113,6 +115,10 @@ class TableConfig:
     init: str = "normal"
     scale: float = 0.01
     zero_columns: int = 0
+    admit_after: int = 1
+    max_rows: int | None = None
+    evict: str = "lru"
+    expire_after_steps: int | None = None
 
     def initial(self, seed: int, keys: np.ndarray) -> np.ndarray:
         return initial_rows(

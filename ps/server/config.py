@@ -99,6 +99,9 @@ class ShardStats:
     rows_pulled: int = 0
     sparse_bytes_pushed: int = 0
     sparse_bytes_pulled: int = 0
+    rows_admitted: int = 0  # rows created (ids past admission)
+    rows_evicted: int = 0  # rows dropped by the row budget
+    rows_expired: int = 0  # rows dropped for not being updated in expire_after_steps
 
     def summary(self) -> dict[str, Any]:
         """The figures result.json keeps per shard (histograms aside)."""

@@ -126,8 +126,13 @@ class NumpyRows:
         out[~have] = 0.0
         return out, have
 
-    def apply(self, keys: np.ndarray, grads: np.ndarray, initial: Initial) -> None:
-        """One update of rows ``keys`` (distinct); absent ones start at ``initial(keys)``."""
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        """Which of ``keys`` have a row."""
+        return self.index.find(keys) >= 0
+
+    def apply(self, keys: np.ndarray, grads: np.ndarray, initial: Initial) -> np.ndarray:
+        """One update of rows ``keys`` (distinct); absent ones start at ``initial(keys)``.
+        Returns the rows' slots."""
         slots = self.index.find(keys)
         absent = slots < 0
         if absent.any():
@@ -147,6 +152,7 @@ class NumpyRows:
         self.values[slots] = w.numpy()
         for s, a in self.state.items():
             a[slots] = state[s].numpy()
+        return slots
 
     def _reserve(self, n: int) -> None:
         if n <= len(self.values):
@@ -197,11 +203,15 @@ class NativeRows:
         rows, slots = self.store.lookup(keys)
         return rows, slots >= 0
 
-    def apply(self, keys: np.ndarray, grads: np.ndarray, initial: Initial) -> None:
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        return self.store.find(keys) >= 0
+
+    def apply(self, keys: np.ndarray, grads: np.ndarray, initial: Initial) -> np.ndarray:
         slots, created = self.store.prepare(keys)
         if len(created):
             self.store.write_values(slots[created], initial(keys[created]))
         self.store.update(slots, grads)
+        return slots
 
     def all_rows(self) -> tuple[np.ndarray, np.ndarray]:
         keys, values, _, _ = self.store.export_rows(with_state=False)

@@ -19,6 +19,7 @@ import torch
 from ps.optim.rows import RowRule
 from ps.protocol.messages import TableConfig
 from ps.protocol.rows import sum_rows
+from ps.server.lifecycle import Lifecycle
 from ps.server.rowstores import NativeRows, NumpyRows, make_rows
 
 
@@ -30,6 +31,7 @@ class SparseTable:
         rule: the per-row update rule.
         seed: the job's seed (initial values).
         rows: where the rows live (default: :func:`ps.server.rowstores.make_rows`).
+        shards: how many shards share the table (its row budget is split evenly).
     """
 
     def __init__(
@@ -38,9 +40,11 @@ class SparseTable:
         rule: RowRule,
         seed: int,
         rows: NativeRows | NumpyRows | None = None,
+        shards: int = 1,
     ) -> None:
         self.config, self.rule, self.seed = config, rule, seed
         self.rows = rows if rows is not None else make_rows(config.width, rule)
+        self.life = Lifecycle(config, shards)
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
         self._before: tuple[np.ndarray, np.ndarray] | None = None  # sorted keys, their old rows
 
@@ -76,12 +80,36 @@ class SparseTable:
 
     # -- writes -------------------------------------------------------------------------------
     def apply(self, keys: np.ndarray, grads: np.ndarray) -> None:
-        """One update of the rows ``keys`` (distinct) with ``grads`` (``(k, width)``); absent
-        rows are created with their initial value first."""
+        """One update of the table: the rows ``keys`` (distinct, possibly none) with ``grads``
+        (``(k, width)``); absent rows are created with their initial value first — where
+        admitted — and rows beyond the budget or expired are dropped after it
+        (:mod:`ps.server.lifecycle`)."""
         keys = np.asarray(keys, dtype=np.int64)
+        life = self.life
+        life.tick()
         if len(keys):
             grads = np.ascontiguousarray(grads, dtype=np.float32)
-            self.rows.apply(keys, grads, lambda new: self.config.initial(self.seed, new))
+            if life.sketch is not None:
+                allowed = life.admit(keys, self.rows.contains(keys))
+                keys, grads = keys[allowed], grads[allowed]
+            before = len(self.rows)
+            slots = self.rows.apply(keys, grads, lambda new: self.config.initial(self.seed, new))
+            life.counts["rows_admitted"] += len(self.rows) - before
+            life.touched(slots, len(self.rows))
+        if life.active and life.due(len(self.rows)):
+            self._drop()
+
+    def _drop(self) -> None:
+        keys, values, state, steps = self.rows.export()
+        victims = self.life.drop(steps)
+        if victims is None:
+            return
+        keep = np.ones(len(keys), dtype=bool)
+        keep[victims] = False
+        self.rows.load(
+            keys[keep], values[keep], {s: a[keep] for s, a in state.items()}, steps[keep]
+        )
+        self.life.dropped(keep)
 
     def accumulate(self, keys: np.ndarray, grads: np.ndarray) -> None:
         """Keep one worker's row gradients for this sync step (see :meth:`finish_step`)."""
@@ -115,6 +143,7 @@ class SparseTable:
             "steps": torch.from_numpy(steps),
             "pending_keys": torch.from_numpy(pending_keys),
             "pending_grads": torch.from_numpy(pending_grads),
+            "lifecycle": self.life.state_dict(len(keys)),
         }
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
@@ -137,6 +166,7 @@ class SparseTable:
         state = {s: np.asarray(a, dtype=np.float32) for s, a in saved["state"].items()}
         keys = np.asarray(saved["keys"], dtype=np.int64)
         self.rows.load(keys, values, state, np.asarray(saved["steps"], dtype=np.int32))
+        self.life.load_state_dict(saved.get("lifecycle"), len(keys))
         pending = np.asarray(saved["pending_keys"], dtype=np.int64)
         grads = np.asarray(saved["pending_grads"], dtype=np.float32)
         self._pending = [(pending, grads)] if len(pending) else []

@@ -27,6 +27,9 @@ from ps.server.gate import ClockGate, bound_of
 from ps.server.sparse import SparseTable
 from ps.server.sync import SyncStep
 
+LIFECYCLE_COUNTS = ("rows_admitted", "rows_evicted", "rows_expired")
+_NO_KEYS = np.empty(0, dtype=np.int64)
+
 
 @dataclass(frozen=True)
 class TablesConfig:
@@ -39,6 +42,7 @@ class TablesConfig:
         seed: the job's seed (initial rows).
         snapshot_tables: evaluation snapshots hold whole tables (to export the best step),
             else only the rows of the evaluation keys.
+        shards: how many shards share the tables.
     """
 
     tables: tuple[TableConfig, ...] = ()
@@ -47,6 +51,7 @@ class TablesConfig:
     staleness: int = 0
     seed: int = 0
     snapshot_tables: bool = False
+    shards: int = 1  # that share each table (row budgets are split evenly)
 
 
 class ShardTables:
@@ -67,7 +72,9 @@ class ShardTables:
     ) -> None:
         self.config = config
         rule = build_row_rule(config.optimizer) if config.tables else None
-        self.tables = [SparseTable(t, rule, config.seed) for t in config.tables]
+        self.tables = [
+            SparseTable(t, rule, config.seed, shards=config.shards) for t in config.tables
+        ]
         self.sync = config.mode == "sync"
         self.gate, self.bound = gate, bound_of(config.mode, config.staleness)
         self.step = step if self.sync else None
@@ -136,6 +143,7 @@ class ShardTables:
         """One worker's push: its rows (sync: kept for the step; else applied now)."""
         if not accepted:
             return
+        untouched = set(range(len(self.tables)))
         for table, keys, grads in rows:
             self.counts["rows_pushed"] += len(keys)
             self.counts["sparse_bytes_pushed"] += keys.nbytes + grads.nbytes
@@ -143,6 +151,10 @@ class ShardTables:
                 self.tables[table].accumulate(keys, grads)
             else:
                 self.tables[table].apply(keys, grads)
+                untouched.discard(table)
+        if not self.sync:  # every table takes the update (its clock: rows' ages, expiry)
+            for table in untouched:
+                self.tables[table].apply(_NO_KEYS, np.empty((0, self.config.tables[table].width)))
 
     def finish_step(self, count: int) -> None:
         """End a sync step over ``count`` accepted pushes (each table applies its sum once)."""
@@ -183,4 +195,5 @@ class ShardTables:
             "table_rows": sum(len(t) for t in self.tables),
             "table_bytes": sum(t.nbytes for t in self.tables),
             **self.counts,
+            **{k: sum(t.life.counts[k] for t in self.tables) for k in LIFECYCLE_COUNTS},
         }

@@ -179,6 +179,7 @@ MAX_KWARGS_CHARS = 65_536
 MODEL_TYPES = ("sequential", "logistic", "fm", "deepfm")
 CTR_TYPES = ("logistic", "fm", "deepfm")
 MAX_BUCKETS = 2**40
+MAX_ADMIT_AFTER = 65_535  # the frequency sketch's 16-bit counters
 
 
 class EmbeddingSpec(_Strict):
@@ -191,12 +192,20 @@ class EmbeddingSpec(_Strict):
             not an allocation: the shards keep only the rows training touches.
         init / scale: initial rows — ``normal`` with std ``scale``, ``uniform`` in
             ``[-scale, scale)``, or ``zeros``.
+        admit_after: an id gets a row once seen this many times (1: on its first update).
+        max_rows / evict: the rows the table keeps across shards, and which go beyond it
+            (``lru``: least recently updated; ``lfu``: least often). None: no bound.
+        expire_after_steps: a row not updated for this many updates is dropped. None: never.
     """
 
     dim: Annotated[int, Field(ge=1, le=1024)] = 8
     buckets: Annotated[int, Field(ge=1, le=MAX_BUCKETS)] = 2**20
     init: Literal["normal", "uniform", "zeros"] = "normal"
     scale: Annotated[float, Field(ge=0, le=MAX_INIT_MAGNITUDE)] = 0.01
+    admit_after: Annotated[int, Field(ge=1, le=MAX_ADMIT_AFTER)] = 1
+    max_rows: Annotated[int, Field(ge=1, le=MAX_BUCKETS)] | None = None
+    evict: Literal["lru", "lfu"] = "lru"
+    expire_after_steps: Annotated[int, Field(ge=1, le=2**40)] | None = None
 
 
 class ModelSpec(_Strict):

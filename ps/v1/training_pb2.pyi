@@ -206,16 +206,24 @@ class ModelSpec(_message.Message):
     def __init__(self, layers: _Optional[_Iterable[_Union[Layer, _Mapping]]] = ..., loss: _Optional[str] = ..., init_from: _Optional[str] = ..., module: _Optional[str] = ..., kwargs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., code: _Optional[str] = ..., loss_fn: _Optional[str] = ..., type: _Optional[str] = ..., embedding: _Optional[_Union[EmbeddingSpec, _Mapping]] = ...) -> None: ...
 
 class EmbeddingSpec(_message.Message):
-    __slots__ = ("dim", "buckets", "init", "scale")
+    __slots__ = ("dim", "buckets", "init", "scale", "admit_after", "max_rows", "evict", "expire_after_steps")
     DIM_FIELD_NUMBER: _ClassVar[int]
     BUCKETS_FIELD_NUMBER: _ClassVar[int]
     INIT_FIELD_NUMBER: _ClassVar[int]
     SCALE_FIELD_NUMBER: _ClassVar[int]
+    ADMIT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
+    EVICT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_AFTER_STEPS_FIELD_NUMBER: _ClassVar[int]
     dim: int
     buckets: int
     init: str
     scale: float
-    def __init__(self, dim: _Optional[int] = ..., buckets: _Optional[int] = ..., init: _Optional[str] = ..., scale: _Optional[float] = ...) -> None: ...
+    admit_after: int
+    max_rows: int
+    evict: str
+    expire_after_steps: int
+    def __init__(self, dim: _Optional[int] = ..., buckets: _Optional[int] = ..., init: _Optional[str] = ..., scale: _Optional[float] = ..., admit_after: _Optional[int] = ..., max_rows: _Optional[int] = ..., evict: _Optional[str] = ..., expire_after_steps: _Optional[int] = ...) -> None: ...
 
 class SparseOptimizerSpec(_message.Message):
     __slots__ = ("name", "lr", "l2", "eps", "initial_accumulator_value", "betas", "beta", "l1")

@@ -210,3 +210,6 @@ def test_a_ctr_example_over_the_service_reports_auc_and_its_tables(monitored):
     assert get("ps_rows_touched_per_step", j) == pytest.approx(pushed / result["steps"])
     assert get("ps_sparse_bytes_pushed_total", j) > pushed * 8
     assert get("ps_sparse_bytes_pulled_total", j) > 0
+    # No lifecycle: every row created stays.
+    assert get("ps_table_rows_admitted_total", j) == result["table_rows"]
+    assert get("ps_table_rows_evicted_total", j) == get("ps_table_rows_expired_total", j) == 0

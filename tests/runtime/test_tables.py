@@ -245,3 +245,24 @@ def test_tables_train_under_every_consistency_mode_on_csv_data(ray_runtime, tmp_
     assert model.probabilities(
         {"user": ["u3", None], "item": ["i2", "i1"], "price": [0.1, 0.2]}
     ).shape == (2,)
+
+
+def test_a_row_budget_with_admission_and_expiry_bounds_the_tables_of_a_job(ray_runtime, tmp_path):
+    """Ever more ids than the budget (4 fields × 2,000 ids, max_rows 600 on 2 shards): the job
+    takes its full step budget, its shards never hold more than max_rows, and the counters add
+    up to the rows held; the export holds exactly the live rows."""
+    raw = ctr_spec("fm", batch_size=32, max_steps=60)
+    raw["data"]["n_ids"], raw["data"]["n_samples"] = 2000, 4000
+    raw["model"]["embedding"].update(
+        admit_after=2, max_rows=600, evict="lfu", expire_after_steps=20
+    )
+    result = run_job(parse_spec(raw), tmp_path)
+    assert result.steps == result.total_steps == 60
+    assert 0 < result.table_rows <= 600
+    counts = {k: sum(s[k] for s in result.shards) for k in ("rows_admitted", "rows_evicted")}
+    expired = sum(s["rows_expired"] for s in result.shards)
+    assert counts["rows_evicted"] > 0 and expired > 0
+    assert counts["rows_admitted"] - counts["rows_evicted"] - expired == result.table_rows
+    model = load_model(tmp_path / "model.pt")
+    trained = sum(m.ids.numel() - 1 for m in model.modules() if hasattr(m, "ids"))
+    assert trained == result.table_rows

@@ -159,7 +159,16 @@ CTR = {
     "data": {"source": "data/x.csv", "target": "label", "categorical": ["user", "item"]},
     "model": {
         "type": "deepfm",
-        "embedding": {"dim": 4, "buckets": 2**33, "init": "uniform", "scale": 0.1},
+        "embedding": {
+            "dim": 4,
+            "buckets": 2**33,
+            "init": "uniform",
+            "scale": 0.1,
+            "admit_after": 2,
+            "max_rows": 10**6,
+            "evict": "lfu",
+            "expire_after_steps": 500,
+        },
         "layers": [{"type": "dense", "units": 1}],
         "loss": "bce",
     },
