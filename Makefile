@@ -47,6 +47,7 @@ bench: setup
 	$(PY) benchmarks/profile_step.py
 	$(PY) benchmarks/sparse.py
 	$(PY) benchmarks/rowstore.py
+	$(PY) benchmarks/criteo.py
 	$(PY) benchmarks/evaluation.py
 
 clean:
