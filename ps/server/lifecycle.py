@@ -80,6 +80,10 @@ class Lifecycle:
         self.counts = {"rows_admitted": 0, "rows_evicted": 0, "rows_expired": 0}
 
     @property
+    def nbytes(self) -> int:
+        return self.last.nbytes + (self.sketch.counts.nbytes if self.sketch is not None else 0)
+
+    @property
     def active(self) -> bool:
         return bool(self.sketch is not None or self.budget or self.sweep_every)
 

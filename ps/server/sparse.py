@@ -53,7 +53,7 @@ class SparseTable:
 
     @property
     def nbytes(self) -> int:
-        return self.rows.nbytes
+        return self.rows.nbytes + self.life.nbytes
 
     # -- reads --------------------------------------------------------------------------------
     def lookup(self, keys: np.ndarray, missing: str = "init", before_step: bool = False):

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from ps.protocol import shm
+from ps.server.checkpoint import checkpoint_step, list_checkpoints
 from tests.conftest import wait_until
 from tests.runtime.helpers import spec
 
@@ -32,7 +33,8 @@ def said(proc: subprocess.CompletedProcess) -> str:
 
 
 def _checkpoint_at(out: Path, step: int) -> bool:
-    return any(int(p.name.split("-")[1]) >= step for p in out.glob("checkpoints/step-*"))
+    # Complete checkpoints only: one being written is a `step-N.incomplete` directory.
+    return any(checkpoint_step(p) >= step for p in list_checkpoints(out / "checkpoints"))
 
 
 def _spec_file(tmp_path: Path) -> Path:

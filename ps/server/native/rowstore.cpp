@@ -285,6 +285,7 @@ class RowStore {
     int states_out = with_state ? rule_.states : 0;
     Rows states({static_cast<int64_t>(states_out), n_, width_});
     py::array_t<int32_t> steps(n_);
+    if (n_ == 0) return py::make_tuple(keys, values, states, steps);  // nothing allocated yet
     std::memcpy(keys.mutable_data(), keys_.data(), n_ * sizeof(int64_t));
     std::memcpy(steps.mutable_data(), steps_.data(), n_ * sizeof(int32_t));
     float* v = values.mutable_data();
