@@ -40,12 +40,12 @@ def filled(store, rows: int) -> SparseTable:
     return table
 
 
-def step_ms(table: SparseTable, rows: int, reps: int) -> float:
+def step_ms(table: SparseTable, rows: int, reps: int = 30, batch_keys: int = BATCH_KEYS) -> float:
     """Median ms to read a batch's rows and apply their gradients (fresh ids every step)."""
     rng, times = np.random.default_rng(0), []
-    grads = np.full((BATCH_KEYS, WIDTH), 1e-3, np.float32)
+    grads = np.full((batch_keys, WIDTH), 1e-3, np.float32)
     for _ in range(reps):
-        keys = np.sort(rng.choice(rows, BATCH_KEYS, replace=False)).astype(np.int64) * 7919
+        keys = np.sort(rng.choice(rows, batch_keys, replace=False)).astype(np.int64) * 7919
         t0 = time.perf_counter()
         table.lookup(keys)
         table.apply(keys, grads)

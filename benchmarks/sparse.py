@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import time
 from datetime import date
 from pathlib import Path
@@ -30,6 +29,7 @@ from tempfile import TemporaryDirectory
 
 import numpy as np
 import torch
+from rowstore import step_ms  # the same step as the row-store benchmark
 from sklearn.metrics import roc_auc_score
 
 from ps.jobs.runner import ray_session
@@ -57,25 +57,12 @@ def filled_table(rows: int, num_rows: int = 10**9) -> SparseTable:
     return table
 
 
-def step_ms(table: SparseTable, rows: int, batch_keys: int, reps: int = 30) -> float:
-    """Median ms to read a batch's rows and apply their gradients."""
-    rng, times = np.random.default_rng(0), []
-    grads = np.full((batch_keys, WIDTH), 1e-3, np.float32)
-    for _ in range(reps):
-        keys = np.sort(rng.choice(rows, batch_keys, replace=False)).astype(np.int64) * 7919
-        t0 = time.perf_counter()
-        table.lookup(keys)
-        table.apply(keys, grads)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
-
-
 def table_size(batch_keys: int, big: int) -> list[str]:
     small = filled_table(100_000)
-    small_ms = step_ms(small, 100_000, batch_keys)
+    small_ms = step_ms(small, 100_000, batch_keys=batch_keys)
     del small
     large = filled_table(big)
-    large_ms = step_ms(large, big, batch_keys)
+    large_ms = step_ms(large, big, batch_keys=batch_keys)
     t0 = time.perf_counter()
     large.rows.all_rows()
     one_pass = (time.perf_counter() - t0) * 1e3
