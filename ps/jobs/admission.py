@@ -286,8 +286,9 @@ def _check_row_budget(spec: JobSpec, data: DataInfo) -> None:
         raise SpecError(
             "model.embedding.max_rows",
             f"{table.max_rows:,} rows over {spec.ps.shards} shard(s) is less than one step can "
-            f"touch ({t.batch_size} rows × {fields} fields × {t.workers} workers = "
-            f"{touched:,} per shard): raise it to at least {touched * spec.ps.shards:,}",
+            f"touch on a shard (up to {touched:,}: {t.batch_size} rows × {fields} fields × "
+            f"{t.workers} workers, at most the data's distinct ids): raise it to at least "
+            f"{touched * spec.ps.shards:,}",
         )
 
 

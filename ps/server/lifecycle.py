@@ -83,10 +83,6 @@ class Lifecycle:
     def nbytes(self) -> int:
         return self.last.nbytes + (self.sketch.counts.nbytes if self.sketch is not None else 0)
 
-    @property
-    def active(self) -> bool:
-        return bool(self.sketch is not None or self.budget or self.sweep_every)
-
     def admit(self, keys: np.ndarray, present: np.ndarray) -> np.ndarray:
         """Which of an update's ``keys`` (distinct) may be written: the rows that exist and the
         new ids seen ``admit_after`` times by now (this update included)."""
@@ -110,10 +106,12 @@ class Lifecycle:
             self.last = grown
         self.last[slots] = self.clock
 
+    def _sweep_due(self) -> bool:
+        return bool(self.sweep_every) and self.clock % self.sweep_every == 0
+
     def due(self, rows: int) -> bool:
         """Whether this update may drop rows (a sweep is due, or the table is over budget)."""
-        sweep = bool(self.sweep_every) and self.clock % self.sweep_every == 0
-        return sweep or (self.budget is not None and rows > self.budget)
+        return self._sweep_due() or (self.budget is not None and rows > self.budget)
 
     def drop(self, steps: np.ndarray) -> np.ndarray | None:
         """The slots to drop after this update (``steps``: every row's update count, by slot),
@@ -121,7 +119,7 @@ class Lifecycle:
         n = len(steps)
         last = self.last[:n]
         drop = np.zeros(n, dtype=bool)
-        if self.sweep_every and self.clock % self.sweep_every == 0:
+        if self._sweep_due():
             drop = self.clock - last > self.config.expire_after_steps
             self.counts["rows_expired"] += int(drop.sum())
         if self.budget and n - int(drop.sum()) > self.budget:

@@ -96,7 +96,7 @@ class SparseTable:
             slots = self.rows.apply(keys, grads, lambda new: self.config.initial(self.seed, new))
             life.counts["rows_admitted"] += len(self.rows) - before
             life.touched(slots, len(self.rows))
-        if life.active and life.due(len(self.rows)):
+        if life.due(len(self.rows)):
             self._drop()
 
     def _drop(self) -> None:
