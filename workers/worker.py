@@ -20,9 +20,13 @@ from ps.protocol.messages import TableConfig
 from ps.spec import JobSpec
 from workers.augment import augment_batch
 from workers.data import epoch_batches
+from workers.data.filesets import load_readers
+from workers.data.streams import StreamFeed, StreamSource
 from workers.evaluation import forward, model_loss
-from workers.flat import FlatModel, state_sizes
+from workers.flat import state_sizes
 from workers.layers import Input
+from workers.memory import peak_memory, peak_memory_reset
+from workers.mirror import DeviceMirror
 from workers.models import build_model
 from workers.rowplan import RowPlan
 from workers.sparse import RemoteRows, bind, planned_ids, tables_of
@@ -106,6 +110,9 @@ class WorkerTotals:
     device: str = "cpu"
     links: list[str] = field(default_factory=list)
     loop_s: float = 0.0  # wall time of the step loop
+    peak_rss_bytes: int | None = None  # the process's peak resident memory while it trained
+    start_rss_bytes: int | None = None  # ... and its resident memory when it began
+    rows_read: int = 0  # streamed rows read from the files
     pull_s: float = 0.0
     compute_s: float = 0.0
     push_s: float = 0.0
@@ -117,7 +124,8 @@ class Worker:
     Args:
         config: see :class:`WorkerConfig`.
         train: object refs of the training features, targets and (with categorical features)
-            ids, put once by the supervisor.
+            ids, put once by the supervisor; or of one :class:`StreamSource` (streamed data:
+            the worker reads its share from the files as it trains).
         shards: the shard actor handles, in slice order.
         supervisor: handle to report progress to.
     """
@@ -127,12 +135,22 @@ class Worker:
         self.config = config
         self.spec = config.spec
         self.device = torch.device(config.device)
-        lo, hi = config.rows
-        # One copy of this worker's rows (on its device); the full arrays stay in the object store.
-        self.x, self.y, *ids = (
-            torch.from_numpy(np.array(a[lo:hi], copy=True)).to(self.device) for a in ray.get(train)
-        )
-        self.ids = ids[0] if ids else None
+        parts = ray.get(train)  # mapped, not yet read: the copy below is what is measured
+        if isinstance(parts[0], StreamSource):
+            load_readers()  # library code, not data: before the peak memory is measured
+        self.start_rss = peak_memory_reset()
+        self.feed: StreamFeed | None = None
+        self.x = self.y = self.ids = None
+        if isinstance(parts[0], StreamSource):
+            workers = config.spec.training.workers
+            self.feed = StreamFeed(parts[0], config.index, workers, config.batches)
+        else:
+            lo, hi = config.rows
+            # One copy of this worker's rows (on its device); the arrays stay in the object store.
+            self.x, self.y, *ids = (
+                torch.from_numpy(np.array(a[lo:hi], copy=True)).to(self.device) for a in parts
+            )
+            self.ids = ids[0] if ids else None
         torch.manual_seed(self.spec.seed)
         self.net = build_model(self.spec.model, config.inputs, config.n_outputs).to(self.device)
         if tables_of(self.net) != config.tables:
@@ -186,6 +204,13 @@ class Worker:
         if self._batch_at is not None and self._batch_at[0] == clock:
             return self._batch_at[1]
         epoch, b = divmod(clock, self.config.batches)
+        if self.feed is not None:
+            x, y, ids = (
+                None if a is None else torch.from_numpy(a).to(self.device)
+                for a in self.feed.batch(clock)
+            )
+            self._batch_at = (clock, (x, y, epoch, ids))
+            return self._batch_at[1]
         if self._order is None or self._order[0] != epoch:
             order = epoch_batches(
                 len(self.x),
@@ -204,8 +229,13 @@ class Worker:
     def run(self, start_clock: int = 0) -> WorkerTotals:
         """Train from ``start_clock`` until the budget is spent or a shard says stop."""
         try:
-            return self._run(start_clock)
+            totals = self._run(start_clock)
+            totals.peak_rss_bytes, totals.start_rss_bytes = peak_memory(), self.start_rss
+            totals.rows_read = self.feed.rows_read if self.feed is not None else 0
+            return totals
         finally:
+            if self.feed is not None:
+                self.feed.close()
             self.transport.close()
 
     def _step(self, clock: int, plan: RowPlan) -> tuple[float, float, int, tuple]:
@@ -315,42 +345,3 @@ class _Window:
         self.loss_sum += loss
         self.steps += 1
         self.samples += samples
-
-
-class DeviceMirror:
-    """The model's flat state and gradient where it computes.
-
-    On the CPU the model's parameters, buffers and gradients are views into the transport's
-    (shared-memory) buffers: nothing to copy. On a GPU they live on the device, and each step
-    copies the state in and the gradient out through pinned host memory (asynchronous DMA).
-    """
-
-    def __init__(self, net: torch.nn.Module, state: torch.Tensor, grads: torch.Tensor) -> None:
-        self.host_state, self.host_grads = state, grads
-        device = next(net.parameters()).device
-        self.on_host = device.type == "cpu"
-        if self.on_host:
-            self.flat = FlatModel(net, state, grads)
-            return
-        n = state.numel()
-        self.flat = FlatModel(
-            net,
-            torch.empty(n, device=device),
-            torch.zeros(n, device=device),
-        )
-        self.pinned_state = torch.empty(n, pin_memory=True)
-        self.pinned_grads = torch.empty(n, pin_memory=True)
-
-    def load(self) -> None:
-        """Bring the pulled state to the model (a no-op on the CPU)."""
-        if not self.on_host:
-            self.pinned_state.copy_(self.host_state)
-            self.flat.state.copy_(self.pinned_state, non_blocking=True)
-
-    def store(self) -> torch.Tensor:
-        """The push vector in host memory (the transport's gradient buffer)."""
-        if not self.on_host:
-            self.pinned_grads.copy_(self.flat.grads, non_blocking=True)
-            torch.cuda.current_stream().synchronize()
-            self.host_grads.copy_(self.pinned_grads)
-        return self.host_grads

@@ -15,14 +15,16 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ps.errors import SpecError, clip
+from ps.errors import SpecError
 from ps.jobs.errors import ResourceError
+from ps.jobs.paths import confine_paths
 from ps.jobs.plan import JobPlan
 from ps.jobs.usercode import UserCodeNotAllowed, check_user_model
 from ps.optim import state_buffers
@@ -32,12 +34,14 @@ from ps.spec.model import CTR_TYPES, EmbeddingLayer
 from workers.data import (
     DataInfo,
     Dataset,
-    existing_path,
     inspect_data,
     load_dataset,
     split_sizes,
-    usable_path,
 )
+from workers.data.dataset import stream_files, streams
+from workers.data.scan import inspect_split_source
+from workers.data.splits import held_out_fractions
+from workers.data.streams import block_rows_for, stream_buffer_rows
 from workers.models import build_model, read_export
 
 FLOAT_BYTES = 4
@@ -61,61 +65,6 @@ class Admission:
     n_params: int
     resources: dict[str, float]
     memory_bytes: int
-
-
-def resolve_path(
-    source: str, root: Path | None, field: str = "data.source", directory: bool = False
-) -> Path:
-    """The data file (or ``directory``) a spec names; inside ``root`` when one is configured
-    (no ``..`` escapes).
-
-    Raises:
-        SpecError: the path leaves ``root``, does not exist, or is unusable.
-    """
-    with usable_path(source, field):
-        path = Path(source)
-        if root is not None:
-            root = root.resolve()
-            path = (root / path).resolve()
-            if not path.is_relative_to(root):
-                raise SpecError(field, f"{clip(source)} is outside the data root {root}")
-            if not (path.is_dir() if directory else path.is_file()):
-                what = "directory" if directory else "file"
-                raise SpecError(
-                    field,
-                    f"{what} not found: {clip(source)} (looked for {path}: paths are taken "
-                    f"inside the service's data root {root}, --data-root)",
-                )
-    return existing_path(source, field, directory, path)
-
-
-def confine_paths(spec: JobSpec, root: Path | None, base: Path | None = None) -> JobSpec:
-    """The spec with its file paths absolute: inside ``root`` (the service's data root), or,
-    without a root, relative paths taken against ``base`` (``psctl run``: the current directory).
-    ``model.code`` is the caller's (``psctl run``) or the service's own unpacked copy.
-
-    Raises:
-        SpecError: a path outside the root, missing, or unusable (too long, a NUL byte).
-    """
-    base = base or Path.cwd()
-
-    def resolve(path: str, field: str, directory: bool = False) -> str:
-        if root is None and not Path(path).is_absolute():
-            path = str(base / path)
-        return str(resolve_path(path, root, field, directory))
-
-    data, model = spec.data, spec.model
-    if data.is_path:
-        source = resolve(data.source, "data.source", data.is_image_directory)
-        data = data.model_copy(update={"source": source})
-    if model.init_from:
-        model = model.model_copy(update={"init_from": resolve(model.init_from, "model.init_from")})
-    if model.code and root is None:
-        code = (base / model.code).resolve()
-        if not code.is_dir():
-            raise SpecError("model.code", f"{clip(model.code)} is not a directory")
-        model = model.model_copy(update={"code": str(code)})
-    return spec.model_copy(update={"data": data, "model": model})
 
 
 def admit(
@@ -145,6 +94,8 @@ def admit(
         )
     if data.rows is not None:
         JobPlan.make(spec, split_sizes(data.rows, spec.data)[0])
+    if streams(spec.data):
+        check_streaming(spec, data)
     if spec.model.layers is None and spec.model.type not in CTR_TYPES:
         check = check_user_model(spec, data.inputs, data.outputs)
         n_params, tables = check.n_params, check.tables
@@ -169,9 +120,53 @@ def check_whole_data(spec: JobSpec, limit: int = WHOLE_CHECK_BYTES) -> None:
         SpecError: as :func:`workers.data.load_dataset`.
     """
     data = spec.data
-    if not data.is_path or data.is_image_directory or Path(data.source).stat().st_size > limit:
+    if not data.is_path or data.is_image_directory or streams(data):
+        return
+    if sum(os.path.getsize(p) for p in source_files(data)) > limit:
         return
     load_dataset(data, spec.model.loss, spec.seed)
+
+
+def source_files(data) -> list[str]:
+    """The files a file source reads (one, or a file set's)."""
+    return list(stream_files(data).files) if data.is_file_set else [data.source]
+
+
+def check_streaming(spec: JobSpec, data: DataInfo) -> None:
+    """What streaming needs: the rows held in memory (validation, test, the learning curve's
+    sample) within ``data.max_in_memory``, separate split sources like the training files, no
+    ensemble (its members' bootstrap samples are drawn from data in memory).
+
+    Raises:
+        SpecError: naming the key.
+    """
+    d = spec.data
+    if spec.ensemble is not None:
+        raise SpecError(
+            "ensemble",
+            "ensemble members train on data held in memory: set data.streaming: false (or "
+            "train one model on the stream)",
+        )
+    files = stream_files(d)
+    for key in ("validation_source", "test_source"):
+        if getattr(d, key) is not None:
+            inspect_split_source(d, key, files)
+    held = held_rows(spec, data.rows or 0)
+    if held * files.row_bytes > d.max_in_memory:
+        raise SpecError(
+            "data.validation_split",
+            f"a streamed job holds its validation and test rows in memory: about {held:,} rows "
+            f"× {files.row_bytes} bytes ≈ {_gib(held * files.row_bytes)}, more than "
+            f"data.max_in_memory = {_gib(d.max_in_memory)} (smaller splits, separate "
+            "data.validation_source / data.test_source, or a larger data.max_in_memory)",
+        )
+
+
+def held_rows(spec: JobSpec, rows: int) -> int:
+    """Rows a streamed job holds in memory: the held-out splits and the learning curve's
+    sample of the training split."""
+    validation, test = held_out_fractions(spec.data)
+    return int(rows * (validation + test)) + spec.training.eval_train_rows
 
 
 def _check_network(spec: JobSpec, data: DataInfo) -> int:
@@ -236,6 +231,12 @@ def memory_estimate(spec: JobSpec, n_params: int, data: DataInfo) -> int:
     buffers = state_buffers(spec.optimizer)
     per_param = (1 + buffers + 3) + 3 * spec.training.workers + 2
     data_bytes = 3 * (data.nbytes or 0)
+    if data.rows is not None and streams(spec.data):  # held-out rows, and each reader's blocks
+        row_bytes = (data.nbytes or 0) // max(1, data.rows)
+        block = block_rows_for(spec.data.max_in_memory, row_bytes)
+        per_worker = stream_buffer_rows(spec.data, spec.training.batch_size, block)
+        readers = spec.training.workers * per_worker
+        data_bytes = row_bytes * (held_rows(spec, data.rows) + readers)
     return n_params * FLOAT_BYTES * per_param + data_bytes
 
 
@@ -345,7 +346,10 @@ def prepare(
             embedding), a warm-start model that does not load.
     """
     split_seed = spec.seed if member is None else member.split_seed
-    data = load_dataset(spec.data, spec.model.loss, split_seed, None, spec.model.table.buckets)
+    t = spec.training
+    data = load_dataset(
+        spec.data, spec.model.loss, split_seed, None, spec.model.table.buckets, t.eval_train_rows
+    )
     if member is not None and member.bootstrap:
         rows = bootstrap_rows(len(data.x_train), spec.seed)
         data = dataclasses.replace(data, x_train=data.x_train[rows], y_train=data.y_train[rows])
@@ -364,7 +368,15 @@ def prepare(
             net.load_state_dict(read_export(spec.model.init_from)["state_dict"])
         except (ValueError, RuntimeError, KeyError) as exc:
             raise SpecError("model.init_from", f"cannot warm-start: {exc}") from None
-    return data, net, JobPlan.make(spec, len(data.x_train))
+    return data, net, JobPlan.make(spec, data.n_train)
+
+
+def training_parts(data: Dataset) -> list:
+    """What the workers read the training split from, to be put once into the object store:
+    the features, targets and ids, or the stream (streamed data: paths and counts)."""
+    if data.stream is not None:
+        return [data.stream]
+    return [data.x_train, data.y_train] + ([] if data.ids_train is None else [data.ids_train])
 
 
 def _gib(nbytes: float) -> str:

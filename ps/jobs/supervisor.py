@@ -18,7 +18,7 @@ import ray
 import torch
 
 from ps.jobs.actors import Generation, JobActors
-from ps.jobs.admission import Member, prepare
+from ps.jobs.admission import Member, prepare, training_parts
 from ps.jobs.attempt import EARLY_STOPPING, Attempt, AttemptOutcome, JobContext
 from ps.jobs.ending import finish, hand_back
 from ps.jobs.errors import JobCancelled, JobPreempted, ShardLost
@@ -159,8 +159,7 @@ class JobSupervisor:
         data, net, plan = await asyncio.to_thread(prepare, spec, self.member)
         evaluator = Evaluator(spec, plan, data, net)
         job = ResolvedJob.of(spec, plan, evaluator)
-        train = [data.x_train, data.y_train] + ([] if data.ids_train is None else [data.ids_train])
-        train = [ray.put(part) for part in train]
+        train = [ray.put(part) for part in training_parts(data)]
         self.actors = JobActors(self.job_id, job, train, ray.get_runtime_context().current_actor)
         if self.resume:  # an earlier incarnation of this job may have left actors and buffers
             await self.actors.kill_leftovers()

@@ -8,14 +8,24 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ps.errors import SpecError, clip
-from ps.spec.base import MAX_NAME_CHARS, MAX_PATH_CHARS, MAX_SYNTHETIC_VALUES, _plain_text, _Strict
+from ps.spec.base import (
+    MAX_NAME_CHARS,
+    MAX_PATH_CHARS,
+    MAX_SYNTHETIC_VALUES,
+    Bytes,
+    _plain_text,
+    _Strict,
+)
 from ps.spec.sources import (
     BUNDLED_SOURCES,
+    FILE_FORMATS,
     FILE_SUFFIXES,
     LAYOUTS,
     SOURCES,
     SourceKind,
     find_source,
+    format_of,
+    kind_of,
 )
 
 __all__ = [
@@ -30,6 +40,7 @@ __all__ = [
 
 MAX_CATEGORICAL = 1000  # categorical columns (fields) of a dataset
 MAX_IMAGE_SIDE = 4096
+MAX_SHUFFLE_BUFFER = 10_000_000  # rows of a worker's local shuffle buffer
 
 
 class AugmentSpec(_Strict):
@@ -93,6 +104,12 @@ class DataSpec(_Strict):
         | None
     ) = None
     augment: AugmentSpec | None = None
+    format: Literal[FILE_FORMATS] | None = None  # type: ignore[valid-type]
+    streaming: bool | None = None
+    max_in_memory: Annotated[Bytes, Field(ge=2**16, le=2**50)] = 2 * 2**30
+    shuffle_buffer: Annotated[int, Field(ge=0, le=MAX_SHUFFLE_BUFFER)] = 10_000
+    validation_source: str | None = None
+    test_source: str | None = None
 
     @field_validator("categorical")
     @classmethod
@@ -116,6 +133,20 @@ class DataSpec(_Strict):
     @classmethod
     def _target_text(cls, v: str | None) -> str | None:
         return v if v is None else _plain_text(v, MAX_NAME_CHARS)
+
+    @field_validator("validation_source", "test_source")
+    @classmethod
+    def _split_source(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        _plain_text(v, MAX_PATH_CHARS)
+        kind = find_source(v)
+        if kind is None or kind.bundled:
+            raise ValueError(
+                f"{clip(v)} is not a file source: a .npz / .csv / .parquet file, a glob or a "
+                "directory of them"
+            )
+        return v
 
     @model_validator(mode="after")
     def _splits_leave_training_data(self) -> DataSpec:
@@ -143,7 +174,42 @@ class DataSpec(_Strict):
         fixed = kind.fixed_layout
         if fixed and self.layout not in (None, fixed):
             raise SpecError("data.layout", f"{self.source} is a {fixed}, not {self.layout!r}")
+        self._check_files(kind)
         return self
+
+    def _check_files(self, kind: SourceKind) -> None:
+        """The keys of table files (format, streaming, separate validation and test data)."""
+        files = kind.is_file_set or kind.is_table_file
+        if self.format is not None and not kind.is_file_set:
+            raise SpecError(
+                "data.format", "only for a glob or a directory of files (a file's suffix says it)"
+            )
+        if self.streaming and not files:
+            raise SpecError(
+                "data.streaming", f"only for .npz / .csv / .parquet files (not {clip(self.source)})"
+            )
+        for key in ("validation_source", "test_source"):
+            if getattr(self, key) is not None and not files:
+                raise SpecError(f"data.{key}", "only beside a .npz / .csv / .parquet source")
+        if self.augment is not None and self.streaming_requested:
+            raise SpecError("data.augment", "only for image data held in memory")
+
+    @property
+    def streaming_requested(self) -> bool:
+        """Whether the spec asks for streaming (a file set streams unless ``streaming: false``;
+        a single file streams when asked, or when it is larger than ``max_in_memory``, which
+        admission decides: :func:`workers.data.streams.streams`)."""
+        if self.streaming is not None:
+            return self.streaming
+        return self.kind.is_file_set
+
+    @property
+    def file_format(self) -> str | None:
+        """parquet, csv or npz for a file source (None: a directory the files must tell)."""
+        kind = self.kind
+        if kind.is_table_file:
+            return kind.name
+        return format_of(self.source, self.format) if kind.is_file_set else None
 
     def _check_synthetic(self, kind: SourceKind) -> None:
         width = kind.values_per_sample(self)
@@ -194,7 +260,7 @@ class DataSpec(_Strict):
         Raises:
             SpecError: no kind (only a source replaced without validation can have none).
         """
-        kind = find_source(self.source)
+        kind = kind_of(self.source, bool(self.target or self.format))
         if kind is None:
             raise SpecError("data.source", _unknown_source(self.source))
         return kind
@@ -203,6 +269,11 @@ class DataSpec(_Strict):
     def is_image_directory(self) -> bool:
         """Whether the source is a directory of images (one sub-directory per class)."""
         return self.kind.is_directory
+
+    @property
+    def is_file_set(self) -> bool:
+        """Whether the source is a glob or a directory of table files."""
+        return self.kind.is_file_set
 
     @property
     def is_path(self) -> bool:
@@ -219,5 +290,6 @@ class DataSpec(_Strict):
 def _unknown_source(source: str) -> str:
     return (
         f"unknown source {clip(source)}: use one of {BUNDLED_SOURCES}, a path ending in "
-        f"{' / '.join(FILE_SUFFIXES)}, or a directory of images (one sub-directory per class)"
+        f"{' / '.join(FILE_SUFFIXES)}, a glob or directory of such files, or a directory of "
+        "images (one sub-directory per class)"
     )

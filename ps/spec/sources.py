@@ -35,8 +35,10 @@ class SourceKind:
         name: the kind's name, the key of its loader in :mod:`workers.data.sources` (and the
             ``data.source`` value itself for a bundled source).
         match: how a source string is recognized: ``name`` (exactly the name), ``suffix`` (a path
-            ending in ``suffix``, any case) or ``directory`` (a path without a suffix, neither a
-            bundled name nor starting with ``synthetic-``).
+            ending in ``suffix``, any case), ``directory`` (a path without a suffix, neither a
+            bundled name nor starting with ``synthetic-``) or ``pattern`` (a glob: ``*``, ``?``
+            or ``[`` in the path). A directory that the spec says holds tables (``data.target``
+            or ``data.format``) is a ``pattern`` source too (:func:`kind_of`).
         suffix: the file suffix, for ``match == "suffix"``.
         layouts: the layouts the samples can have; a single one is fixed.
         default_layout: the layout without ``data.layout`` (None: a fixed layout, else by the
@@ -50,7 +52,7 @@ class SourceKind:
     """
 
     name: str
-    match: Literal["name", "suffix", "directory"]
+    match: Literal["name", "suffix", "directory", "pattern"]
     suffix: str = ""
     layouts: tuple[str, ...] = LAYOUTS
     default_layout: str | None = None
@@ -63,6 +65,10 @@ class SourceKind:
         """Whether ``source`` names data of this kind (at most one kind matches a source)."""
         if self.match == "name":
             return source == self.name
+        if self.match == "pattern":
+            return is_glob(source)
+        if is_glob(source):
+            return False
         suffix = Path(source).suffix
         if self.match == "suffix":
             return suffix.lower() == self.suffix
@@ -77,6 +83,16 @@ class SourceKind:
     @property
     def is_directory(self) -> bool:
         return self.match == "directory"
+
+    @property
+    def is_file_set(self) -> bool:
+        """A glob or a directory of table files (read as work items, streamed by default)."""
+        return self.match == "pattern"
+
+    @property
+    def is_table_file(self) -> bool:
+        """One .npz, .csv or .parquet file."""
+        return self.match == "suffix"
 
     @property
     def synthetic(self) -> bool:
@@ -107,6 +123,30 @@ def _check_classification(data: DataSpec) -> None:
 
 
 TABLE = ("table",)
+FILE_FORMATS = ("parquet", "csv", "npz")  # what a file set may hold (data.format)
+
+
+def is_glob(source: str) -> bool:
+    """Whether ``source`` is a glob pattern (``*``, ``?`` or ``[``)."""
+    return any(c in source for c in "*?[")
+
+
+def format_of(source: str, declared: str | None) -> str | None:
+    """The table format of a file source: ``declared`` (``data.format``), else its suffix (a
+    glob's, e.g. ``clicks/*.parquet``); None where only the files can tell (a directory)."""
+    if declared is not None:
+        return declared
+    suffix = Path(source).suffix.lower().lstrip(".")
+    return suffix if suffix in FILE_FORMATS else None
+
+
+def _check_file_set(data: DataSpec) -> None:
+    fmt = format_of(data.source, data.format)
+    if fmt in ("parquet", "csv") and not data.target:
+        raise SpecError("data.target", f"required for {fmt} files")
+    if fmt == "npz" and data.categorical:
+        raise SpecError("data.categorical", "npz files have no named columns (X and y arrays)")
+
 
 SOURCES: tuple[SourceKind, ...] = (
     SourceKind("digits", "name", default_layout="table"),
@@ -137,6 +177,7 @@ SOURCES: tuple[SourceKind, ...] = (
     SourceKind("csv", "suffix", ".csv", TABLE, needs_target=True, categorical="columns"),
     SourceKind("parquet", "suffix", ".parquet", TABLE, needs_target=True, categorical="columns"),
     SourceKind("image-directory", "directory", default_layout="image"),
+    SourceKind("files", "pattern", layouts=TABLE, categorical="columns", check=_check_file_set),
 )
 """Every source kind; a source string matches at most one."""
 
@@ -148,3 +189,12 @@ FILE_SUFFIXES = tuple(kind.suffix for kind in SOURCES if kind.match == "suffix")
 def find_source(source: str) -> SourceKind | None:
     """The kind of data ``source`` names (None: no kind)."""
     return next((kind for kind in SOURCES if kind.matches(source)), None)
+
+
+def kind_of(source: str, tables: bool) -> SourceKind | None:
+    """The kind of data ``source`` names, where ``tables`` says the spec declares table files
+    (``data.target`` or ``data.format``): a directory is then a file set, not images."""
+    kind = find_source(source)
+    if kind is not None and kind.is_directory and tables:
+        return KINDS["files"]
+    return kind

@@ -62,7 +62,7 @@ class EnsembleSpec(_message.Message):
     def __init__(self, members: _Optional[int] = ..., bootstrap: _Optional[bool] = ..., combine: _Optional[str] = ...) -> None: ...
 
 class DataSpec(_message.Message):
-    __slots__ = ("source", "target", "n_samples", "n_features", "n_classes", "noise", "validation_split", "test_split", "shuffle", "normalize", "layout", "sequence_length", "categorical", "n_fields", "n_ids", "image_size", "augment")
+    __slots__ = ("source", "target", "n_samples", "n_features", "n_classes", "noise", "validation_split", "test_split", "shuffle", "normalize", "layout", "sequence_length", "categorical", "n_fields", "n_ids", "image_size", "augment", "format", "streaming", "max_in_memory", "shuffle_buffer", "validation_source", "test_source")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     N_SAMPLES_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,12 @@ class DataSpec(_message.Message):
     N_IDS_FIELD_NUMBER: _ClassVar[int]
     IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     AUGMENT_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    STREAMING_FIELD_NUMBER: _ClassVar[int]
+    MAX_IN_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    SHUFFLE_BUFFER_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TEST_SOURCE_FIELD_NUMBER: _ClassVar[int]
     source: str
     target: str
     n_samples: int
@@ -97,7 +103,13 @@ class DataSpec(_message.Message):
     n_ids: int
     image_size: _containers.RepeatedScalarFieldContainer[int]
     augment: AugmentSpec
-    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., n_samples: _Optional[int] = ..., n_features: _Optional[int] = ..., n_classes: _Optional[int] = ..., noise: _Optional[float] = ..., validation_split: _Optional[float] = ..., test_split: _Optional[float] = ..., shuffle: _Optional[bool] = ..., normalize: _Optional[str] = ..., layout: _Optional[str] = ..., sequence_length: _Optional[int] = ..., categorical: _Optional[_Iterable[str]] = ..., n_fields: _Optional[int] = ..., n_ids: _Optional[int] = ..., image_size: _Optional[_Iterable[int]] = ..., augment: _Optional[_Union[AugmentSpec, _Mapping]] = ...) -> None: ...
+    format: str
+    streaming: bool
+    max_in_memory: int
+    shuffle_buffer: int
+    validation_source: str
+    test_source: str
+    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., n_samples: _Optional[int] = ..., n_features: _Optional[int] = ..., n_classes: _Optional[int] = ..., noise: _Optional[float] = ..., validation_split: _Optional[float] = ..., test_split: _Optional[float] = ..., shuffle: _Optional[bool] = ..., normalize: _Optional[str] = ..., layout: _Optional[str] = ..., sequence_length: _Optional[int] = ..., categorical: _Optional[_Iterable[str]] = ..., n_fields: _Optional[int] = ..., n_ids: _Optional[int] = ..., image_size: _Optional[_Iterable[int]] = ..., augment: _Optional[_Union[AugmentSpec, _Mapping]] = ..., format: _Optional[str] = ..., streaming: _Optional[bool] = ..., max_in_memory: _Optional[int] = ..., shuffle_buffer: _Optional[int] = ..., validation_source: _Optional[str] = ..., test_source: _Optional[str] = ...) -> None: ...
 
 class AugmentSpec(_message.Message):
     __slots__ = ("shift", "rotate", "scale", "hflip", "noise")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ps.errors import SpecError
-from ps.jobs.admission import resolve_path
+from ps.jobs.paths import resolve_path
 from ps.spec import DataSpec, parse_spec
 from ps.spec.sources import BUNDLED_SOURCES, FILE_SUFFIXES, KINDS, SOURCES, find_source
 from workers.data import LOADERS, batches_per_epoch, epoch_batches, load_dataset, worker_rows
@@ -195,6 +195,7 @@ SOURCE_PROBES = {
     "csv": "d.CSV",
     "parquet": "sub/d.parquet",
     "image-directory": "pictures",
+    "files": "clicks/*.parquet",
 }
 
 
@@ -252,6 +253,10 @@ def good_sources(tmp_path):
     np.savez(tmp_path / "d.npz", X=np.random.default_rng(0).random((30, 3, 4)), y=np.arange(30) % 3)
     (tmp_path / "d.csv").write_text("\n".join(["a,y"] + [f"{i},{i % 2}" for i in range(30)]))
     pq.write_table(pa.table({"a": np.arange(30.0), "y": np.arange(30) % 2}), tmp_path / "d.parquet")
+    (tmp_path / "parts").mkdir()
+    for part in range(2):
+        table = pa.table({"a": np.arange(20.0), "y": np.arange(20) % 2})
+        pq.write_table(table, tmp_path / "parts" / f"{part}.parquet", row_group_size=7)
     return {
         "digits": ({"layout": "image"}, "cross_entropy"),
         "synthetic-classification": ({"n_samples": 60, "n_classes": 3}, "cross_entropy"),
@@ -262,6 +267,10 @@ def good_sources(tmp_path):
         "csv": ({"source": str(tmp_path / "d.csv"), "target": "y"}, "bce"),
         "parquet": ({"source": str(tmp_path / "d.parquet"), "target": "y"}, "cross_entropy"),
         "image-directory": ({"source": str(_pngs(tmp_path / "im")), "layout": "table"}, "bce"),
+        "files": (
+            {"source": str(tmp_path / "parts" / "*.parquet"), "target": "y", "streaming": False},
+            "bce",
+        ),
     }
 
 

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ps.errors import SpecError
 from ps.spec import DataSpec
 from workers.data.base import Raw, arrange_shape, layout_of, targets
+from workers.data.filesets import FileSet, inspect_files
 from workers.data.sources import loader_for, no_root
 from workers.data.splits import split_indices, statistics
+from workers.data.streams import encode_targets
 from workers.layers import Input
+
+if TYPE_CHECKING:
+    from workers.data.streams import StreamSource
 
 
 @dataclass
@@ -28,6 +35,9 @@ class Dataset:
     With categorical features, ``ids_*`` are their int64 ids ``(n, fields)`` (hashed into
     ``buckets``), ``fields`` the columns' names and ``numeric`` the numeric columns' names
     (``x_*``, possibly none).
+
+    A streamed dataset (``stream`` set) holds only a sample of the training split in
+    ``x_train`` (the learning curve's rows); the workers read the whole split from ``stream``.
     """
 
     x_train: np.ndarray
@@ -46,6 +56,12 @@ class Dataset:
     fields: tuple[str, ...] = ()
     numeric: tuple[str, ...] = ()
     buckets: int = 0
+    stream: StreamSource | None = None
+
+    @property
+    def n_train(self) -> int:
+        """Rows of the training split (streamed: all of them, not the sample held here)."""
+        return self.stream.n_train if self.stream is not None else len(self.x_train)
 
     @property
     def inputs(self) -> Input:
@@ -65,18 +81,48 @@ class Dataset:
         return 1 if self.loss == "bce" else self.y_train.shape[1]
 
 
+def streams(spec: DataSpec) -> bool:
+    """Whether the training split is streamed: ``data.streaming`` where set, else for a glob
+    or directory of files and for a single file larger than ``data.max_in_memory``."""
+    if spec.streaming is not None:
+        return spec.streaming
+    kind = spec.kind
+    if kind.is_file_set:
+        return True
+    path = spec.source
+    return (
+        kind.is_table_file and os.path.isfile(path) and os.path.getsize(path) > spec.max_in_memory
+    )
+
+
+def stream_files(spec: DataSpec) -> FileSet:
+    """The file set of a file source (a single file is a set of one)."""
+    return inspect_files(spec.source, spec.file_format, spec.target, spec.categorical)
+
+
 def load_dataset(
-    spec: DataSpec, loss: str, seed: int, root: Path | None = None, buckets: int = 2**20
+    spec: DataSpec,
+    loss: str,
+    seed: int,
+    root: Path | None = None,
+    buckets: int = 2**20,
+    sample_rows: int = 2048,
 ) -> Dataset:
     """Load, arrange (layout), split and normalize the data a spec describes; categorical
     columns are hashed into ``buckets`` ids. ``spec``'s paths are already confined (``root``
-    must be None; it stays for callers that pass it).
+    must be None; it stays for callers that pass it). Streamed data (:func:`streams`) is
+    scanned once instead (:func:`workers.data.scan.scan_stream`): about ``sample_rows``
+    training rows are held, for the learning curve.
 
     Raises:
         SpecError: missing file, missing column, non-numeric data, targets that do not fit the
             loss, a layout the data cannot have.
     """
+    from workers.data.scan import scan_stream, separate_splits  # they build Datasets
+
     no_root(root)
+    if streams(spec):
+        return scan_stream(spec, loss, seed, buckets, sample_rows, stream_files(spec))
     raw = loader_for(spec).load(spec, seed, buckets)
     x, tokens = _features(raw, spec)
     y, classes = targets(np.asarray(raw.y), loss)
@@ -87,14 +133,20 @@ def load_dataset(
     else:
         shift, scale = statistics(x[tr], spec.normalize)
         parts = [((x[rows] - shift) / scale).astype(np.float32) for rows in (tr, va, te)]
-    ids = (None,) * 3 if raw.ids is None else tuple(raw.ids[rows] for rows in (tr, va, te))
+    ids = [None] * 3 if raw.ids is None else [raw.ids[rows] for rows in (tr, va, te)]
+    ys = [y[tr], y[va], y[te]]
+    if spec.validation_source or spec.test_source:
+        separate = separate_splits(spec, stream_files(spec), buckets)
+        for split, (xs, y_raw, id_s) in separate.items():
+            parts[split] = ((xs - shift) / scale).astype(np.float32)
+            ys[split], ids[split] = encode_targets(y_raw, loss, tuple(classes)), id_s
     return Dataset(
         parts[0],
-        y[tr],
+        ys[0],
         parts[1],
-        y[va],
+        ys[1],
         parts[2],
-        y[te],
+        ys[2],
         shift,
         scale,
         loss,

@@ -2,7 +2,7 @@
 
 Each has an ``inspect`` that reads headers only (the npz array headers and ``y``, a csv's first
 block, the parquet footer and its target column) and a ``load`` that reads the samples. Paths
-arrive confined to the data root (:func:`ps.jobs.admission.confine_paths`); here they must only
+arrive confined to the data root (:func:`ps.jobs.paths.confine_paths`); here they must only
 exist and be readable.
 """
 

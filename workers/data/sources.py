@@ -3,8 +3,8 @@
 The spec side (:data:`ps.spec.sources.SOURCES`) says what a source string is and what the spec
 must say about it; :data:`LOADERS` holds, under the same kind names, how to look at it cheaply
 at admission (``inspect``: headers, never the whole feature matrix) and how to read its samples
-(``load``, in the job's supervisor). A new kind (a Ray Data stream, say) adds its entry here and
-there; a streaming source would add a ``stream`` hook to :class:`Loader`.
+(``load``, in the job's supervisor). Streamed data is not loaded but scanned
+(:func:`workers.data.dataset.load_dataset`, :mod:`workers.data.scan`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from pathlib import Path
 from ps.spec import DataSpec
 from workers.data import bundled, files
 from workers.data.base import DataInfo, Raw, arrange_shape, layout_of, outputs_for_classes
+from workers.data.filesets import inspect_files, read_whole
 from workers.images import inspect_image_directory, load_image_directory
+from workers.layers import Input
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,24 @@ def _load_images(spec: DataSpec, seed: int, buckets: int) -> Raw:
     return Raw(*load_image_directory(path, spec.image_size))
 
 
+def _file_set(spec: DataSpec):
+    return inspect_files(spec.source, spec.file_format, spec.target, spec.categorical)
+
+
+def _inspect_file_set(spec: DataSpec, loss: str) -> DataInfo:
+    found = _file_set(spec)
+    fields = len(found.categorical)
+    outputs = {"bce": 1}.get(loss)  # classes and targets' width: from the scan before training
+    inputs = Input((len(found.features),), fields=fields)
+    return DataInfo(found.rows, inputs, outputs, found.rows * fields if fields else None)
+
+
+def _load_file_set(spec: DataSpec, seed: int, buckets: int) -> Raw:
+    found = _file_set(spec)
+    x, y, ids = read_whole(found, buckets)
+    return Raw(x, y, ids, found.categorical, found.features)
+
+
 LOADERS: dict[str, Loader] = {
     "digits": Loader(bundled.inspect_digits, bundled.load_digits_source),
     "synthetic-classification": Loader(bundled.inspect_classification, bundled.load_classification),
@@ -61,6 +81,7 @@ LOADERS: dict[str, Loader] = {
         partial(files.inspect_table, files.PARQUET), partial(files.load_table, files.PARQUET)
     ),
     "image-directory": Loader(_inspect_images, _load_images),
+    "files": Loader(_inspect_file_set, _load_file_set),
 }
 """Every source kind's loader, by the kind's name in :data:`ps.spec.sources.SOURCES`."""
 
@@ -72,11 +93,11 @@ def loader_for(spec: DataSpec) -> Loader:
 
 def no_root(root: Path | None) -> None:
     """Refuse a data root here: paths are confined at admission
-    (:func:`ps.jobs.admission.confine_paths`), before data is inspected or loaded."""
+    (:func:`ps.jobs.paths.confine_paths`), before data is inspected or loaded."""
     if root is not None:
         raise ValueError(
             "workers.data reads paths as given: confine them to the data root first "
-            "(ps.jobs.admission.confine_paths), then pass root=None"
+            "(ps.jobs.paths.confine_paths), then pass root=None"
         )
 
 

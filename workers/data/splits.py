@@ -15,14 +15,22 @@ def split_indices(n: int, spec: DataSpec, seed: int) -> tuple[np.ndarray, np.nda
     return order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
 
 
+def held_out_fractions(spec: DataSpec) -> tuple[float, float]:
+    """The (validation, test) fractions split off the source: 0 where a separate source
+    (``data.validation_source`` / ``data.test_source``) gives that split."""
+    validation = 0.0 if spec.validation_source else spec.validation_split
+    return validation, 0.0 if spec.test_source else spec.test_split
+
+
 def split_sizes(n: int, spec: DataSpec) -> tuple[int, int, int]:
     """Rows of the training, validation and test splits of ``n`` samples.
 
     Raises:
         SpecError: the splits leave no training data.
     """
-    n_test = int(round(n * spec.test_split))
-    n_val = int(round(n * spec.validation_split))
+    validation, test = held_out_fractions(spec)
+    n_test = int(round(n * test))
+    n_val = int(round(n * validation))
     n_train = n - n_test - n_val
     if n_train < 1:
         raise SpecError("data", f"the splits leave no training data out of {n} samples")
