@@ -20,6 +20,7 @@ from ps.protocol.messages import TableConfig
 from ps.spec import JobSpec
 from workers.augment import augment_batch
 from workers.data import epoch_batches
+from workers.data.assignment import EqualShares, LedgerShares
 from workers.data.filesets import load_readers
 from workers.data.streams import StreamFeed, StreamSource
 from workers.evaluation import forward, model_loss
@@ -142,8 +143,7 @@ class Worker:
         self.feed: StreamFeed | None = None
         self.x = self.y = self.ids = None
         if isinstance(parts[0], StreamSource):
-            workers = config.spec.training.workers
-            self.feed = StreamFeed(parts[0], config.index, workers, config.batches)
+            self.feed = StreamFeed(parts[0], self._assignment(parts[0], supervisor))
         else:
             lo, hi = config.rows
             # One copy of this worker's rows (on its device); the arrays stay in the object store.
@@ -186,12 +186,22 @@ class Worker:
         self.pull_hist = Buckets(LATENCY_BUCKETS)
         self.push_hist = Buckets(LATENCY_BUCKETS)
 
+    def _assignment(self, source: StreamSource, supervisor: Any):
+        """Which rows each step streams: the ledger's items (async), or equal shares."""
+        t, i = self.spec.training, self.config.index
+        if t.mode != "async":
+            return EqualShares(source, i, t.workers, self.config.batches)
+        given = ray.get(supervisor.given_items.remote(i))
+        return LedgerShares(
+            source, t.batch_size, given, lambda: ray.get(supervisor.take_item.remote(i))
+        )
+
     def _fetch_rows(self, table: int, keys: np.ndarray) -> np.ndarray:
         return self.transport.fetch_rows(self._clock, table, keys)
 
     def _pull(self, clock: int) -> StepPull | None:
         """The pull of step ``clock`` with the row plan of its batch (None: past the budget)."""
-        if clock >= self.config.budget:
+        if clock >= self.config.budget or (self.feed is not None and not self.feed.has(clock)):
             return None
         if self.rows is None:
             return StepPull(clock)

@@ -368,7 +368,15 @@ def prepare(
             net.load_state_dict(read_export(spec.model.init_from)["state_dict"])
         except (ValueError, RuntimeError, KeyError) as exc:
             raise SpecError("model.init_from", f"cannot warm-start: {exc}") from None
-    return data, net, JobPlan.make(spec, data.n_train)
+    return data, net, JobPlan.make(spec, data.n_train, ledger_items(spec, data))
+
+
+def ledger_items(spec: JobSpec, data: Dataset) -> tuple[int, ...]:
+    """The training rows per work item where a ledger hands the items out (an async streamed
+    job), else ()."""
+    if data.stream is None or spec.training.mode != "async":
+        return ()
+    return data.stream.train_rows
 
 
 def training_parts(data: Dataset) -> list:

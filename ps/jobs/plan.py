@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ps.errors import SpecError
 from ps.spec import JobSpec
 from workers.data import batches_per_epoch, worker_rows
+from workers.data.assignment import item_batches
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,17 @@ class JobPlan:
     worker_rows: tuple[tuple[int, int], ...]
 
     @classmethod
-    def make(cls, spec: JobSpec, n_train: int) -> JobPlan:
+    def make(cls, spec: JobSpec, n_train: int, item_rows: tuple[int, ...] = ()) -> JobPlan:
+        """The plan for ``n_train`` training rows; with ``item_rows`` (an async streamed job:
+        the training rows of each work item) the ledger's: every item is read whole by one
+        worker, in ``ceil(rows / batch_size)`` steps, and any worker may take any item.
+
+        Raises:
+            SpecError: fewer rows than workers.
+        """
         t = spec.training
+        if item_rows:
+            return cls.for_ledger(spec, n_train, item_rows)
         if n_train < t.workers:
             raise SpecError(
                 "training.workers",
@@ -49,6 +59,22 @@ class JobPlan:
             batches=batches,
             steps_per_epoch=per_epoch,
             worker_budget=batches * t.epochs,
+            total_steps=total,
+            eval_every=t.eval_every_steps or per_epoch,
+            worker_rows=tuple(worker_rows(n_train, t.workers)),
+        )
+
+    @classmethod
+    def for_ledger(cls, spec: JobSpec, n_train: int, item_rows: tuple[int, ...]) -> JobPlan:
+        t = spec.training
+        per_epoch = sum(item_batches(rows, t.batch_size) for rows in item_rows if rows)
+        total = per_epoch * t.epochs
+        if t.max_steps is not None:
+            total = min(total, t.max_steps)
+        return cls(
+            batches=per_epoch,
+            steps_per_epoch=per_epoch,
+            worker_budget=per_epoch * t.epochs,
             total_steps=total,
             eval_every=t.eval_every_steps or per_epoch,
             worker_rows=tuple(worker_rows(n_train, t.workers)),

@@ -18,7 +18,7 @@ import ray
 import torch
 
 from ps.jobs.actors import Generation, JobActors
-from ps.jobs.admission import Member, prepare, training_parts
+from ps.jobs.admission import Member, ledger_items, prepare, training_parts
 from ps.jobs.attempt import EARLY_STOPPING, Attempt, AttemptOutcome, JobContext
 from ps.jobs.ending import finish, hand_back
 from ps.jobs.errors import JobCancelled, JobPreempted, ShardLost
@@ -26,6 +26,7 @@ from ps.jobs.evaluator import Evaluator
 from ps.jobs.events import Event, JobResult, Restored, StateChanged
 from ps.jobs.failures import FailureBudget
 from ps.jobs.handle import Outcome
+from ps.jobs.ledger import LEDGER_FILE, Ledger
 from ps.jobs.resolved import ResolvedJob
 from ps.jobs.rundir import RunDirectory, preload_finishing
 from ps.jobs.state import JobState
@@ -69,6 +70,7 @@ class JobSupervisor:
         self.figures: JobFigures | None = None
         self.gen: Generation | None = None
         self.actors: JobActors | None = None
+        self.ledger: Ledger | None = None
 
     # -- events ------------------------------------------------------------------------------
     def _cond(self) -> asyncio.Condition:
@@ -106,6 +108,14 @@ class JobSupervisor:
         progress = self.figures.report(report) if self.figures else None
         if progress is not None:
             await self.emit(progress)
+
+    def take_item(self, worker: int) -> int | None:
+        """The next work item's ledger position for ``worker`` (async streamed jobs)."""
+        return self.ledger.take(worker)
+
+    def given_items(self, worker: int) -> list[int]:
+        """The ledger positions ``worker`` was given so far (a replacement continues them)."""
+        return self.ledger.positions(worker) if self.ledger is not None else []
 
     async def cancel(self) -> None:
         self.cancelled = True
@@ -160,6 +170,15 @@ class JobSupervisor:
         evaluator = Evaluator(spec, plan, data, net)
         job = ResolvedJob.of(spec, plan, evaluator)
         train = [ray.put(part) for part in training_parts(data)]
+        if ledger_items(spec, data):
+            path = self.rundir.path / LEDGER_FILE
+            self.ledger = Ledger(
+                data.stream.train_rows,
+                spec.training.epochs,
+                spec.training.workers,
+                path,
+                self.resume,
+            )
         self.actors = JobActors(self.job_id, job, train, ray.get_runtime_context().current_actor)
         if self.resume:  # an earlier incarnation of this job may have left actors and buffers
             await self.actors.kill_leftovers()

@@ -37,7 +37,7 @@ def clicks(tmp_path_factory):
     return root
 
 
-def streamed(clicks, every: int | None = None) -> dict:
+def streamed(clicks, mode: str, every: int | None = None) -> dict:
     spec = {
         "seed": 5,
         "data": {
@@ -46,7 +46,7 @@ def streamed(clicks, every: int | None = None) -> dict:
         },
         "model": {"type": "logistic", "embedding": {"buckets": BUCKETS}, "loss": "bce"},
         "sparse_optimizer": {"name": "sgd", "lr": 0.1},
-        "training": {"workers": 2, "mode": "sync", "batch_size": 32, "epochs": EPOCHS},
+        "training": {"workers": 2, "mode": mode, "batch_size": 32, "epochs": EPOCHS},
         "ps": {"shards": 2},
     }  # fmt: skip
     if every is not None:
@@ -54,18 +54,24 @@ def streamed(clicks, every: int | None = None) -> dict:
     return spec
 
 
-def test_a_worker_killed_mid_epoch_leaves_every_row_used_once_per_epoch(
-    ray_runtime, clicks, tmp_path
+@pytest.mark.parametrize(
+    ("mode", "victim"), [("sync", "worker:1"), ("async", "worker:1"), ("async", "shard:1")]
+)
+def test_a_process_killed_mid_epoch_leaves_every_row_used_once_per_epoch(
+    ray_runtime, clicks, tmp_path, mode, victim
 ):
-    data, _, plan = prepare(parse_spec(streamed(clicks)))
-    spec = streamed(clicks, every=plan.steps_per_epoch)  # a checkpoint at every epoch's end
-    thread, box = _in_thread(spec, tmp_path, "stream-kill")
-    wait_until(lambda: shard_version("stream-kill") >= plan.total_steps // 3, 120, what="steps")
-    kill_actor("ps:stream-kill:worker:1")
+    """Sync: equal shares; async: the ledger's items (a shard loss restores every actor from
+    the last checkpoint, and the workers replay their items from its clocks)."""
+    data, _, plan = prepare(parse_spec(streamed(clicks, mode)))
+    spec = streamed(clicks, mode, every=plan.steps_per_epoch)  # a checkpoint per epoch
+    job_id = f"stream-{mode}-{victim.split(':')[0]}"
+    thread, box = _in_thread(spec, tmp_path, job_id)
+    wait_until(lambda: shard_version(job_id) >= plan.total_steps // 3, 120, what="steps")
+    kill_actor(f"ps:{job_id}:{victim}")
     thread.join(timeout=300)
     assert "error" not in box, box.get("error")
     result = box["result"]
-    assert result.worker_restarts == 1
+    assert result.worker_restarts + result.restores == 1
     assert result.steps == result.total_steps == EPOCHS * plan.steps_per_epoch
     _, states = read_checkpoint(sorted((tmp_path / "checkpoints").iterdir())[-1])
     counts = {}

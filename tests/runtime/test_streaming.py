@@ -5,6 +5,8 @@ no shuffle) and to the same accuracy (async), while each worker's peak memory â€
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -89,5 +91,9 @@ def test_a_streamed_async_job_reaches_the_accuracy_of_the_data_in_memory(
     memory = run_job(job(files, "async", False), tmp_path / "memory")
     assert streamed.steps == streamed.total_steps == memory.steps
     assert streamed.samples == ROWS
+    ledger = [json.loads(line) for line in (tmp_path / "stream" / "ledger.jsonl").open()]
+    positions = sorted(entry["position"] for entry in ledger)
+    assert positions == list(range(FILES * 4))  # each row group handed out once
+    assert {entry["worker"] for entry in ledger} == {0, 1}
     assert abs(streamed.val_accuracy - memory.val_accuracy) < 0.02
     assert streamed.val_accuracy > 0.8

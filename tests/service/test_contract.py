@@ -200,6 +200,20 @@ def test_a_spec_with_every_field_set_round_trips_through_proto():
     assert proto_to_spec(spec_to_proto(s)) == s
     ctr = parse_spec(CTR)
     assert proto_to_spec(spec_to_proto(ctr)) == ctr
+    stream = {
+        "source": "data/clicks/",
+        "format": "parquet",
+        "target": "label",
+        "categorical": ["user", "item"],
+        "streaming": True,
+        "max_in_memory": "3GiB",
+        "shuffle_buffer": 5000,
+        "validation_source": "data/val/",
+        "test_source": "data/test/*.parquet",
+    }
+    s = parse_spec({**CTR, "data": stream})
+    assert s.data.max_in_memory == 3 * 2**30 and s.data.is_file_set
+    assert proto_to_spec(spec_to_proto(s)) == s
     for rule in ({"name": "adam", "betas": [0.8, 0.9], "eps": 1e-6}, {"name": "adagrad"}):
         s = parse_spec({**CTR, "sparse_optimizer": rule})
         assert proto_to_spec(spec_to_proto(s)) == s

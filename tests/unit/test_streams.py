@@ -11,8 +11,10 @@ import pytest
 
 from ps.errors import SpecError
 from ps.jobs.admission import admit, check_whole_data, prepare
+from ps.jobs.ledger import Ledger
 from ps.spec import parse_spec
 from workers.data import batches_per_epoch, epoch_batches, load_dataset, worker_rows
+from workers.data.assignment import EqualShares, LedgerShares
 from workers.data.streams import StreamFeed, share_segments
 
 ROWS, FILES = 1500, 3
@@ -52,7 +54,8 @@ def job(source, **data):
 def feed_of(spec, worker, block_rows=97):
     data, _, plan = prepare(spec)
     workers = spec.training.workers
-    return StreamFeed(data.stream, worker, workers, plan.batches, block_rows), data, plan
+    shares = EqualShares(data.stream, worker, workers, plan.batches)
+    return StreamFeed(data.stream, shares, block_rows), data, plan
 
 
 def rids(x, data):
@@ -188,3 +191,48 @@ def test_separate_validation_files_replace_the_hash_split(tmp_path):
     data, _, _ = prepare(job(tmp_path / "d", validation_source=str(tmp_path / "v")))
     assert sorted(rids(data.x_val, data)) == list(range(10_000, 10_300))
     assert data.n_train + len(data.x_test) == ROWS  # only the test split is hashed off
+
+
+def test_the_ledger_gives_each_item_once_per_epoch_and_survives_its_supervisor(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    ledger = Ledger((5, 0, 7, 3), epochs=2, workers=2, path=path)
+    taken = [ledger.take(0), ledger.take(0), ledger.take(0), ledger.take(1)]
+    again = Ledger((5, 0, 7, 3), epochs=2, workers=2, path=path, resume=True)
+    assert again.positions(0) == taken[:3] and again.positions(1) == taken[3:]
+    with open(path, "a") as f:
+        f.write('{"worker": 1, "posi')  # a crash while writing: never handed out
+    rest = Ledger((5, 0, 7, 3), epochs=2, workers=2, path=path, resume=True)
+    while (position := rest.take(1)) is not None:
+        taken.append(position)
+    assert sorted(taken) == [0, 2, 3, 4, 6, 7]  # item 1 has no training rows
+
+
+def test_a_faster_worker_reads_more_items_and_every_row_is_read_once(tmp_path):
+    write_files(tmp_path / "d")
+    spec = job(tmp_path / "d", shuffle=True, shuffle_buffer=50)
+    data, _, _ = prepare(spec)
+    ledger = Ledger(data.stream.train_rows, epochs=1, workers=2)
+    feeds = [
+        StreamFeed(data.stream, LedgerShares(data.stream, 64, [], lambda w=w: ledger.take(w)))
+        for w in range(2)
+    ]
+    read, clocks = [[], []], [0, 0]
+    while True:  # worker 0 takes three steps for each of worker 1's
+        progressed = False
+        for w, steps in ((0, 3), (1, 1)):
+            for _ in range(steps):
+                if feeds[w].has(clocks[w]):
+                    read[w].append(rids(feeds[w].batch(clocks[w])[0], data))
+                    clocks[w] += 1
+                    progressed = True
+        if not progressed:
+            break
+    everything = np.concatenate(read[0] + read[1])
+    assert sorted(everything.tolist()) == sorted(set(everything.tolist()))
+    assert len(everything) == data.n_train
+    assert len(ledger.positions(0)) > len(ledger.positions(1))
+    # A replacement of worker 0 started at clock 5 reads what worker 0 read there.
+    again = StreamFeed(data.stream, LedgerShares(data.stream, 64, ledger.positions(0), None))
+    np.testing.assert_array_equal(rids(again.batch(5)[0], data), read[0][5])
+    for feed in (*feeds, again):
+        feed.close()

@@ -170,40 +170,38 @@ def batch_bounds(size: int, batches: int) -> np.ndarray:
 class StreamFeed:
     """A worker's minibatches, read from the files as it trains.
 
-    A background thread reads and decodes the share's rows in order (at most
-    :data:`PREFETCH_CHUNKS` blocks ahead: back-pressure); :meth:`batch` cuts them into the
-    steps' minibatches, shuffled within windows of ``shuffle_buffer`` rows. The worker holds at
-    most :func:`stream_buffer_rows` decoded rows.
+    Its :class:`~workers.data.assignment.Assignment` says which rows a step reads: a *share*
+    (a list of item segments and its minibatch bounds) and the minibatch within it. A background
+    thread reads and decodes the share's rows in order (at most :data:`PREFETCH_CHUNKS` blocks
+    ahead: back-pressure); :meth:`batch` cuts them into minibatches, shuffled within windows of
+    ``shuffle_buffer`` rows. The worker holds at most :func:`stream_buffer_rows` decoded rows.
 
     Args:
         source: what to read.
-        worker / workers: this worker's index and how many share the data.
-        batches: minibatches per epoch (the same for every worker).
+        assignment: which share and minibatch each step reads.
+        block_rows: rows decoded at once (default: the source's).
     """
 
-    def __init__(
-        self,
-        source: StreamSource,
-        worker: int,
-        workers: int,
-        batches: int,
-        block_rows: int | None = None,
-    ) -> None:
-        self.source, self.worker, self.workers, self.batches = source, worker, workers, batches
+    def __init__(self, source: StreamSource, assignment, block_rows: int | None = None) -> None:
+        self.source, self.assignment = source, assignment
         self.block_rows = block_rows or source.block_rows
         self.window = source.shuffle_buffer if source.shuffle else 0
-        self._epoch: int | None = None
+        self._share = None
         self._next = -1
         self._reader: _Reader | None = None
         self._perms: dict[int, np.ndarray] = {}
         self.rows_read = 0
 
+    def has(self, clock: int) -> bool:
+        """Whether there is a minibatch for step ``clock`` (a ledger may have run out)."""
+        return self.assignment.has(clock)
+
     def batch(self, clock: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(features, targets, ids) of the minibatch of step ``clock``."""
-        epoch, b = divmod(clock, self.batches)
-        if epoch != self._epoch or b != self._next:
-            self._open(epoch, b)
-        s, t = int(self.bounds[b]), int(self.bounds[b + 1])
+        share, b = self.assignment.locate(clock)
+        if share is not self._share or b != self._next:
+            self._open(share, b)
+        s, t = int(share.bounds[b]), int(share.bounds[b + 1])
         rows = self._rows(s, t)
         self._next = b + 1
         return rows
@@ -213,29 +211,23 @@ class StreamFeed:
             self._reader.stop()
             self._reader = None
 
-    def _open(self, epoch: int, b: int) -> None:
+    def _open(self, share, b: int) -> None:
         self.close()
-        segments = share_segments(self.source, epoch, self.worker, self.workers)
-        size = sum(hi - lo for _, lo, hi in segments)
-        self.bounds = batch_bounds(size, self.batches)
-        self._epoch, self._perms, self._size = epoch, {}, size
-        start = int(self.bounds[b])
+        self._share, self._perms, self._size = share, {}, int(share.bounds[-1])
+        start = int(share.bounds[b])
         if self.window:
             start -= start % self.window
         self._buffer = _Buffer(start)
-        self._reader = _Reader(self.source, segments, start, self.block_rows)
+        self._reader = _Reader(self.source, share.segments, start, self.block_rows)
 
     def _rows(self, s: int, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        if t <= s:
-            empty = self._buffer.take(np.zeros(0, np.int64))
-            return empty
         need = t if not self.window else min(self._size, ((t - 1) // self.window + 1) * self.window)
         while self._buffer.end < need:
             chunk = self._reader.next()
             self.rows_read += len(chunk[0])
             self._buffer.append(chunk)
         positions = np.arange(s, t, dtype=np.int64)
-        if self.window:
+        if self.window and t > s:
             k = positions // self.window
             positions = k * self.window + np.concatenate(
                 [self._perm(int(w))[positions[k == w] - w * self.window] for w in np.unique(k)]
@@ -247,7 +239,7 @@ class StreamFeed:
     def _perm(self, w: int) -> np.ndarray:
         if w not in self._perms:
             n = min(self.window, self._size - w * self.window)
-            seed = [self.source.seed, self.worker, self._epoch, w]
+            seed = [self.source.seed, *self._share.key, w]
             self._perms = {w: np.random.default_rng(seed).permutation(n)}
         return self._perms[w]
 
