@@ -40,3 +40,20 @@ def test_the_ctr_example_beats_logistic_regression_on_the_same_ids(ray_runtime, 
     logistic = run_job(parse_spec(data), tmp_path / "logistic")
     assert deepfm.steps == deepfm.total_steps and deepfm.test_auc > 0.72, deepfm.test_auc
     assert deepfm.test_auc > logistic.test_auc + 0.01, (deepfm.test_auc, logistic.test_auc)
+
+
+def clicks_spec(source) -> dict:
+    """examples/ctr-stream.yaml reading ``source`` (fewer rows: 1 epoch of 80,000)."""
+    data = yaml.safe_load((EXAMPLES / "ctr-stream.yaml").read_text())
+    data["data"]["source"] = str(source)
+    data["training"]["epochs"] = 1
+    return data
+
+
+def test_the_streaming_ctr_example_learns_the_click_log_as_in_memory(ray_runtime, tmp_path):
+    from examples.make_clicks import write_clicks
+
+    write_clicks(tmp_path / "clicks", rows=80_000, files=4)
+    streamed = run_job(parse_spec(clicks_spec(tmp_path / "clicks" / "*.parquet")), tmp_path / "s")
+    assert streamed.steps == streamed.total_steps and streamed.test_auc > 0.72, streamed.test_auc
+    assert all(w["rows_read"] > 0 for w in streamed.workers)
