@@ -48,6 +48,7 @@ bench: setup
 	$(PY) benchmarks/sparse.py
 	$(PY) benchmarks/rowstore.py
 	$(PY) benchmarks/criteo.py
+	$(PY) benchmarks/streaming.py
 	$(PY) benchmarks/evaluation.py
 
 clean:
