@@ -52,29 +52,24 @@ class JobPlan:
             )
         batches = batches_per_epoch(n_train, t.workers, t.batch_size)
         per_epoch = batches if t.mode == "sync" else batches * t.workers
+        return cls._of(spec, n_train, batches, per_epoch, batches * t.epochs)
+
+    @classmethod
+    def for_ledger(cls, spec: JobSpec, n_train: int, item_rows: tuple[int, ...]) -> JobPlan:
+        t = spec.training
+        per_epoch = sum(item_batches(rows, t.batch_size) for rows in item_rows if rows)
+        return cls._of(spec, n_train, per_epoch, per_epoch, per_epoch * t.epochs)
+
+    @classmethod
+    def _of(cls, spec: JobSpec, n_train: int, batches: int, per_epoch: int, budget: int) -> JobPlan:
+        t = spec.training
         total = per_epoch * t.epochs
         if t.max_steps is not None:
             total = min(total, t.max_steps)
         return cls(
             batches=batches,
             steps_per_epoch=per_epoch,
-            worker_budget=batches * t.epochs,
-            total_steps=total,
-            eval_every=t.eval_every_steps or per_epoch,
-            worker_rows=tuple(worker_rows(n_train, t.workers)),
-        )
-
-    @classmethod
-    def for_ledger(cls, spec: JobSpec, n_train: int, item_rows: tuple[int, ...]) -> JobPlan:
-        t = spec.training
-        per_epoch = sum(item_batches(rows, t.batch_size) for rows in item_rows if rows)
-        total = per_epoch * t.epochs
-        if t.max_steps is not None:
-            total = min(total, t.max_steps)
-        return cls(
-            batches=per_epoch,
-            steps_per_epoch=per_epoch,
-            worker_budget=per_epoch * t.epochs,
+            worker_budget=budget,
             total_steps=total,
             eval_every=t.eval_every_steps or per_epoch,
             worker_rows=tuple(worker_rows(n_train, t.workers)),

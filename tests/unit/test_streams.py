@@ -236,3 +236,24 @@ def test_a_faster_worker_reads_more_items_and_every_row_is_read_once(tmp_path):
     np.testing.assert_array_equal(rids(again.batch(5)[0], data), read[0][5])
     for feed in (*feeds, again):
         feed.close()
+
+
+def test_npz_files_stream_like_tables(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "n").mkdir()
+    for f in range(3):
+        x = rng.normal(size=(100, 3)).astype(np.float32)
+        np.savez(tmp_path / "n" / f"{f}.npz", X=x, y=(x[:, 0] > 0).astype(np.int64))
+    spec = parse_spec(
+        {
+            "data": {"source": str(tmp_path / "n" / "*.npz"), "validation_split": 0.2},
+            "model": {"layers": [{"type": "dense", "units": 2}]},
+            "training": {"workers": 2, "batch_size": 16},
+        }
+    )
+    data, _, plan = prepare(admit(spec).spec)
+    feed = StreamFeed(data.stream, EqualShares(data.stream, 0, 2, plan.batches))
+    rows = sum(len(feed.batch(c)[1]) for c in range(plan.batches))
+    feed.close()
+    assert rows in (data.n_train // 2, data.n_train - data.n_train // 2)
+    assert data.n_train + len(data.x_val) + len(data.x_test) == 300

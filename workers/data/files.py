@@ -80,18 +80,24 @@ def _require_arrays(names: list[str], path: Path) -> None:
         raise SpecError("data.source", f"{path.name} lacks array(s) {sorted(missing)}")
 
 
+def npz_header(z) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype of an open npz file's ``X``, from its header (nothing read)."""
+    with z.zip.open("X.npy") as f:
+        major, _ = np.lib.format.read_magic(f)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if major == 1
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(f)
+    return shape, dtype
+
+
 def inspect_npz(spec: DataSpec, loss: str) -> DataInfo:
     path = existing_path(spec.source)
     with _readable(path, ValueError, zipfile.BadZipFile), np.load(path, allow_pickle=False) as z:
         _require_arrays(z.files, path)
-        with z.zip.open("X.npy") as f:
-            major, _ = np.lib.format.read_magic(f)
-            read_header = (
-                np.lib.format.read_array_header_1_0
-                if major == 1
-                else np.lib.format.read_array_header_2_0
-            )
-            shape, _, dtype = read_header(f)
+        shape, dtype = npz_header(z)
         y = np.asarray(z["y"])
     if not 2 <= len(shape) <= 4 or dtype.kind not in "biuf":
         raise SpecError(

@@ -27,7 +27,7 @@ import numpy as np
 from ps.errors import SpecError, clip
 from ps.spec.sources import FILE_FORMATS, is_glob
 from workers.categorical import check_columns, hash_fields
-from workers.data.files import feature_columns, first_line
+from workers.data.files import feature_columns, first_line, npz_header
 
 BLOCK_ROWS = 65_536  # rows a reader decodes at once
 MAX_FILES = 1_000_000
@@ -221,14 +221,7 @@ def _inspect_npz(path: Path, index: int):
     with np.load(path, allow_pickle=False) as z:
         if not {"X", "y"} <= set(z.files):
             raise SpecError("data.source", f"{path.name} lacks array(s) X and y")
-        with z.zip.open("X.npy") as f:
-            major, _ = np.lib.format.read_magic(f)
-            read = (
-                np.lib.format.read_array_header_1_0
-                if major == 1
-                else np.lib.format.read_array_header_2_0
-            )
-            shape, _, dtype = read(f)
+        shape, dtype = npz_header(z)
     if len(shape) != 2 or dtype.kind not in "biuf":
         raise SpecError(
             "data.source", f"{path.name}: streamed X must be a numeric table (n, features)"
