@@ -257,3 +257,34 @@ def test_npz_files_stream_like_tables(tmp_path):
     feed.close()
     assert rows in (data.n_train // 2, data.n_train - data.n_train // 2)
     assert data.n_train + len(data.x_val) + len(data.x_test) == 300
+
+
+def test_csv_files_are_counted_at_admission_and_stream(tmp_path):
+    (tmp_path / "c").mkdir()
+    for f in range(2):
+        lines = ["a,cat,y"] + [f"{i * 0.1},c{i % 5},{i % 2}" for i in range(150)]
+        (tmp_path / "c" / f"{f}.csv").write_text("\n".join(lines))
+    admission = admit(job(tmp_path / "c", test_split=0, validation_split=0))
+    assert admission.data.rows == 300
+    data, _, plan = prepare(admission.spec)
+    feed = StreamFeed(data.stream, EqualShares(data.stream, 1, 2, plan.batches))
+    _, y, ids = feed.batch(0)
+    feed.close()
+    assert data.n_train == 300 and ids.shape[1] == 1 and set(y.tolist()) <= {0.0, 1.0}
+
+
+def test_what_streaming_cannot_hold_or_share_is_refused_at_admission(tmp_path):
+    directory = write_files(tmp_path / "d")
+    with pytest.raises(SpecError, match="holds its validation and test rows") as err:
+        admit(job(directory, max_in_memory="64KiB", validation_split=0.5))
+    assert err.value.path == "data.validation_split"
+    (tmp_path / "n").mkdir()
+    np.savez(tmp_path / "n" / "0.npz", X=np.zeros((50, 2)), y=np.arange(50) % 2)
+    ensemble = {
+        "data": {"source": str(tmp_path / "n" / "*.npz")},
+        "model": {"layers": [{"type": "dense", "units": 2}]},
+        "ensemble": {"members": 2},
+    }
+    with pytest.raises(SpecError, match="streaming: false") as err:
+        admit(parse_spec(ensemble))
+    assert err.value.path == "ensemble"
