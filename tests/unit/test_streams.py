@@ -288,3 +288,12 @@ def test_what_streaming_cannot_hold_or_share_is_refused_at_admission(tmp_path):
     with pytest.raises(SpecError, match="streaming: false") as err:
         admit(parse_spec(ensemble))
     assert err.value.path == "ensemble"
+
+
+def test_a_file_broken_after_the_scan_fails_the_reader_with_its_name(tmp_path):
+    write_files(tmp_path / "d")
+    feed, _, _ = feed_of(job(tmp_path / "d", shuffle=False), 0)
+    _corrupt(tmp_path / "d" / "part-0.parquet")
+    with pytest.raises(SpecError, match="cannot read part-0.parquet"):
+        feed.batch(0)
+    feed.close()
